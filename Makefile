@@ -1,0 +1,47 @@
+# The two Quick start commands: `make play` and `make test`. Each makes .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# llama-cpp-python builds llama.cpp from source. On x86-64 its default native build can crash
+# on CPUs that report AMX (SIGSEGV in ggml_backend_amx_mul_mat), so build for a fixed set of
+# instruction sets instead; AVX-512 only where the CPU has it. Set CMAKE_ARGS yourself to
+# override (for CUDA: CMAKE_ARGS="-DGGML_CUDA=on", see the README).
+ifeq ($(origin CMAKE_ARGS),undefined)
+ifeq ($(shell uname -m),x86_64)
+CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+ifneq ($(shell grep -m1 -o avx512f /proc/cpuinfo 2>/dev/null),)
+CMAKE_ARGS += -DGGML_AVX512=ON
+endif
+endif
+endif
+export CMAKE_ARGS
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: play test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# pip keeps the llama-cpp-python wheel it built in its cache, so later installs take seconds.
+$(VENV)/.installed-play: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --editable .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@ $(VENV)/.installed-play
+
+play: $(VENV)/.installed-play
+	$(BIN)/python -m game play $(ARGS)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

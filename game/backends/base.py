@@ -1,0 +1,107 @@
+"""The one protocol every model backend implements, and the plain data it exchanges."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from game.scenario import Sampling
+
+FinishReason = Literal["eos", "length", "stopped"]
+
+# Called with each generated token id and its text; returning False stops generation.
+TokenCallback = Callable[[int, str], bool]
+
+
+class BackendError(Exception):
+    """A backend failed: the model did not load, or generation broke. The message is one line."""
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate after a prompt.
+
+    Attributes:
+        max_tokens: The most tokens the reply may have.
+        sampling: Fully resolved sampling settings (no field None).
+        seed: The sampling seed for this reply, or None for the backend's own.
+    """
+
+    max_tokens: int
+    sampling: Sampling
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What one generation cost.
+
+    Attributes:
+        prompt_tokens: Tokens in the prompt.
+        evaluated_tokens: Prompt tokens the model actually had to process (the rest were cached).
+        generated_tokens: Tokens the model produced.
+        ttft_s: Seconds from the call to the first generated token.
+        total_s: Seconds for the whole call.
+        finish_reason: ``eos`` (the model ended its reply), ``length`` (max_tokens reached) or
+            ``stopped`` (the callback asked to stop).
+    """
+
+    prompt_tokens: int
+    evaluated_tokens: int
+    generated_tokens: int
+    ttft_s: float
+    total_s: float
+    finish_reason: FinishReason
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generation speed after the first token."""
+        decode_s = self.total_s - self.ttft_s
+        if self.generated_tokens <= 1 or decode_s <= 0:
+            return 0.0
+        return (self.generated_tokens - 1) / decode_s
+
+
+class Backend(Protocol):
+    """A model that tokenizes text and streams a reply to a prompt of token segments."""
+
+    @property
+    def name(self) -> str:
+        """A short name for status lines and saves (the model file's name)."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens."""
+        ...
+
+    @property
+    def chat_template(self) -> str | None:
+        """The chat template the model file carries, if any."""
+        ...
+
+    def bos(self) -> list[int]:
+        """The tokens that start every prompt (the BOS token when the model wants one)."""
+        ...
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of ``text`` as it continues a prompt; see ``transcript.Tokenizer``."""
+        ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        ...
+
+    def generate(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+    ) -> GenerationStats:
+        """Process the prompt (the concatenation of ``segments``) and stream a reply.
+
+        Stops on the model's end-of-generation token, at ``request.max_tokens``, or when
+        ``on_token`` returns False. Raises BackendError when generation fails.
+        """
+        ...

@@ -1,0 +1,271 @@
+"""The llama.cpp backend (llama-cpp-python): a GGUF model on the CPU, or offloaded to a GPU.
+
+Generation runs its own loop over ``Llama.eval`` and one sampler per reply, rather than
+``Llama.generate``, so the backend knows exactly which prompt tokens it evaluated, can stop on
+the model's end-of-generation tokens and on the caller's word, and keeps the KV cache in step with
+the prompt's segments.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import llama_cpp
+
+from game.backends import llama_log
+from game.backends.base import (
+    BackendError,
+    FinishReason,
+    GenerationRequest,
+    GenerationStats,
+    TokenCallback,
+)
+
+log = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+CacheMode = Literal["none", "prefix"]
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this build of llama.cpp can offload layers to a GPU."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def check_model_file(path: Path) -> None:
+    """Fail with one clear line unless ``path`` is a readable GGUF file."""
+    if not path.exists():
+        raise BackendError(f"model file not found: {path}")
+    if not path.is_file():
+        raise BackendError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise BackendError(f"cannot read model file {path}: {exc.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise BackendError(f"not a GGUF model file: {path} (it does not start with 'GGUF')")
+
+
+class LlamaCppBackend:
+    """A GGUF model loaded with llama-cpp-python.
+
+    Args:
+        model_path: The GGUF file.
+        n_ctx: Context window in tokens; capped at the size the model was trained on.
+        n_gpu_layers: Layers to offload; None offloads all when the build supports it, else 0.
+        n_threads: CPU threads; None lets llama.cpp choose.
+        seed: Default sampling seed when a request carries none.
+        cache_mode: ``prefix`` reuses the cached common prefix of the last prompt; ``none``
+            evaluates every prompt from scratch (a baseline for benchmarks).
+
+    Raises:
+        BackendError: when the file is missing, is not a GGUF, or fails to load.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = 2048,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+        seed: int | None = None,
+        cache_mode: CacheMode = "prefix",
+    ):
+        llama_log.install()
+        check_model_file(model_path)
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if gpu_offload_supported() else 0
+        self.model_path = model_path
+        self.n_gpu_layers = n_gpu_layers
+        self.cache_mode: CacheMode = cache_mode
+        self._lock = threading.Lock()
+        # verbose=True keeps llama-cpp-python from dup2-ing the process's stdout and stderr to
+        # /dev/null while it loads (which would blank a TUI drawing from another thread); its
+        # Python prints go to the log instead, and llama.cpp's C log goes through llama_log.
+        stream = llama_log.LoggingStream(llama_log.log)
+        try:
+            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                self._llm = llama_cpp.Llama(
+                    str(model_path),
+                    n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=n_threads,
+                    seed=llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed,
+                    verbose=True,
+                )
+        except (ValueError, RuntimeError, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BackendError(f"failed to load model {model_path.name}: {reason}") from None
+        finally:
+            stream.flush()
+        model = self._llm._model
+        self._vocab = model.vocab
+        trained = model.n_ctx_train()
+        if trained and n_ctx > trained:
+            log.warning("n_ctx %d is more than the model was trained on (%d)", n_ctx, trained)
+        metadata = self._llm.metadata
+        self._chat_template = metadata.get("tokenizer.chat_template")
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        # SentencePiece vocabularies (LLaMA-1/2, so Metharme) put a space before the first
+        # piece of any text they tokenize; a segment in mid-prompt must not get one.
+        self._space_prefix = model.vocab_type() == llama_cpp.LLAMA_VOCAB_TYPE_SPM and (
+            metadata.get("tokenizer.ggml.add_space_prefix", "true") != "false"
+        )
+        self._anchor = self._raw_tokenize("\n", special=False)
+        log.info(
+            "loaded %s: n_ctx=%d n_gpu_layers=%d gpu_offload=%s bos=%s space_prefix=%s",
+            model_path.name,
+            self.n_ctx,
+            n_gpu_layers,
+            gpu_offload_supported(),
+            self._add_bos,
+            self._space_prefix,
+        )
+
+    # -- the Backend protocol -------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.model_path.name
+
+    @property
+    def n_ctx(self) -> int:
+        return self._llm.n_ctx()
+
+    @property
+    def chat_template(self) -> str | None:
+        return self._chat_template
+
+    def bos(self) -> list[int]:
+        return [self._llm.token_bos()] if self._add_bos else []
+
+    def _raw_tokenize(self, text: str, *, special: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        if not text:
+            return []
+        with self._lock:
+            if not self._space_prefix:
+                return self._raw_tokenize(text, special=special)
+            # Tokenize after a newline and drop the newline's tokens: what remains is the text
+            # as it tokenizes in mid-prompt, without the leading space SentencePiece adds.
+            anchored = self._raw_tokenize("\n" + text, special=special)
+            if anchored[: len(self._anchor)] == self._anchor:
+                return anchored[len(self._anchor) :]
+            return self._raw_tokenize(text, special=special)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token, special tokens written out, no leading space stripped."""
+        buffer = (llama_cpp.ctypes.c_char * 64)()
+        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+        if size < 0:
+            buffer = (llama_cpp.ctypes.c_char * -size)()
+            size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+        return bytes(buffer[:size])
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(token) for token in tokens).decode("utf-8", errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        """Whether ``token`` ends generation (EOS, EOT, ``<|im_end|>`` ...)."""
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    @property
+    def cached_tokens(self) -> list[int]:
+        """The tokens whose keys and values are in the KV cache, in order."""
+        return self._llm.input_ids[: self._llm.n_tokens].tolist()
+
+    def _reusable_prefix(self, prompt: Sequence[int]) -> int:
+        """How many leading prompt tokens the KV cache already holds."""
+        if self.cache_mode == "none":
+            return 0
+        common = 0
+        for cached, token in zip(self.cached_tokens, prompt, strict=False):
+            if cached != token:
+                break
+            common += 1
+        return common
+
+    def generate(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+    ) -> GenerationStats:
+        prompt = [token for segment in segments for token in segment]
+        if not prompt:
+            raise BackendError("empty prompt")
+        if len(prompt) >= self.n_ctx:
+            raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx {self.n_ctx}")
+        with self._lock:
+            try:
+                return self._generate(prompt, request, on_token)
+            except (RuntimeError, OSError, ValueError) as exc:
+                # The cache may hold half a batch: start from scratch next time.
+                self._llm.reset()
+                raise BackendError(f"generation failed: {exc}") from None
+
+    def _generate(
+        self, prompt: list[int], request: GenerationRequest, on_token: TokenCallback
+    ) -> GenerationStats:
+        started = time.perf_counter()
+        llm = self._llm
+        reuse = self._reusable_prefix(prompt)
+        # Sampling needs the logits of the last prompt token, so at least one is evaluated.
+        reuse = min(reuse, len(prompt) - 1)
+        llm.n_tokens = reuse
+        evaluated = prompt[reuse:]
+        llm.eval(evaluated)  # drops cached positions from n_tokens on, then decodes
+
+        sampling = request.sampling
+        if request.seed is not None:
+            llm.set_seed(request.seed)
+        sampler = llm._init_sampler(
+            top_k=sampling.top_k or 0,
+            top_p=sampling.top_p if sampling.top_p is not None else 1.0,
+            min_p=sampling.min_p or 0.0,
+            temp=sampling.temperature if sampling.temperature is not None else 0.8,
+            repeat_penalty=sampling.repeat_penalty or 1.0,
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        ttft = 0.0
+        generated = 0
+        finish: FinishReason = "length"
+        while generated < request.max_tokens:
+            token = sampler.sample(llm._ctx, -1)
+            if generated == 0:
+                ttft = time.perf_counter() - started
+            if self.is_end(token):
+                finish = "eos"
+                break
+            generated += 1
+            keep_going = on_token(token, decoder.decode(self.piece(token)))
+            if generated >= request.max_tokens:
+                break
+            if not keep_going:
+                finish = "stopped"
+                break
+            llm.eval([token])
+        return GenerationStats(
+            prompt_tokens=len(prompt),
+            evaluated_tokens=len(evaluated),
+            generated_tokens=generated,
+            ttft_s=ttft,
+            total_s=time.perf_counter() - started,
+            finish_reason=finish,
+        )
+
+    def close(self) -> None:
+        """Free the model now rather than at garbage collection."""
+        with self._lock:
+            self._llm.close()

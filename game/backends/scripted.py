@@ -1,0 +1,140 @@
+"""A scripted backend: deterministic replies, a reversible toy tokenizer, a record of every call.
+
+It serves the turn-manager and TUI tests, where the real model would be slow and unpredictable.
+It keeps a KV-cache record the way llama.cpp does (a reused common prefix), so tests can count
+the prompt tokens a turn had to evaluate.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from game.backends.base import BackendError, GenerationRequest, GenerationStats, TokenCallback
+
+_PIECES = re.compile(r"\s+|\w+|[^\w\s]")
+# Markers that real ChatML models have as single special tokens.
+_SPECIAL = re.compile(r"(<\|im_start\|>|<\|im_end\|>)")
+BOS = 1
+EOS = 2
+
+Script = Sequence[str] | Callable[[str], str]
+
+
+@dataclass
+class RecordedCall:
+    """One generate() call as the fake saw it."""
+
+    prompt: list[int]
+    evaluated: int
+    reply: str
+
+
+@dataclass
+class ScriptedBackend:
+    """A fake model that answers from a script.
+
+    Args:
+        replies: The replies in order (the last one repeats), or a function of the prompt text.
+        n_ctx: The context size to report.
+        token_delay_s: Seconds to sleep before each token, to test streaming and stopping.
+        fail_on_calls: 1-based numbers of the generate() calls that raise BackendError.
+        name: The model name to report.
+    """
+
+    replies: Script = ("You stand at a crossroads.\n\n- Go north.\n- Go south.\n- Wait.",)
+    n_ctx: int = 2048
+    token_delay_s: float = 0.0
+    fail_on_calls: frozenset[int] = frozenset()
+    name: str = "scripted"
+    chat_template: str | None = None
+    calls: list[RecordedCall] = field(default_factory=list)
+    _vocab: dict[str, int] = field(default_factory=dict)
+    _words: dict[int, str] = field(default_factory=dict)
+    _cache: list[int] = field(default_factory=list)
+
+    def _id(self, piece: str) -> int:
+        if piece not in self._vocab:
+            token = len(self._vocab) + 10
+            self._vocab[piece] = token
+            self._words[token] = piece
+        return self._vocab[piece]
+
+    def bos(self) -> list[int]:
+        return [BOS]
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        parts = _SPECIAL.split(text) if special else [text]
+        tokens: list[int] = []
+        for part in parts:
+            if special and _SPECIAL.fullmatch(part):
+                tokens.append(self._id(part))
+            else:
+                tokens.extend(self._id(piece) for piece in _PIECES.findall(part))
+        return tokens
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return "".join(self._words.get(token, "") for token in tokens)
+
+    def reset_cache(self) -> None:
+        """Forget the cached prompt, as a freshly loaded model would."""
+        self._cache = []
+
+    def _reply_for(self, prompt: list[int]) -> str:
+        if callable(self.replies):
+            return self.replies(self.detokenize(prompt))
+        index = min(len(self.calls), len(self.replies) - 1)
+        return self.replies[index]
+
+    def generate(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+    ) -> GenerationStats:
+        started = time.perf_counter()
+        prompt = [token for segment in segments for token in segment]
+        if len(prompt) + request.max_tokens > self.n_ctx:
+            raise BackendError(
+                f"prompt of {len(prompt)} tokens + {request.max_tokens} for the reply "
+                f"exceeds the context of {self.n_ctx}"
+            )
+        common = 0
+        for cached, token in zip(self._cache, prompt, strict=False):
+            if cached != token:
+                break
+            common += 1
+        evaluated = len(prompt) - common
+        reply = self._reply_for(prompt)
+        self.calls.append(RecordedCall(prompt, evaluated, reply))
+        if len(self.calls) in self.fail_on_calls:
+            self._cache = prompt[:common]
+            raise BackendError(f"scripted failure on call {len(self.calls)}")
+        self._cache = list(prompt)
+        ttft = 0.0
+        generated = 0
+        finish: str = "eos"
+        for token in self.tokenize(reply, special=False):
+            if self.token_delay_s:
+                time.sleep(self.token_delay_s)
+            if generated == 0:
+                ttft = time.perf_counter() - started
+            generated += 1
+            if generated >= request.max_tokens:
+                on_token(token, self._words[token])
+                finish = "length"
+                break
+            if not on_token(token, self._words[token]):
+                finish = "stopped"
+                break
+            self._cache.append(token)
+        return GenerationStats(
+            prompt_tokens=len(prompt),
+            evaluated_tokens=evaluated,
+            generated_tokens=generated,
+            ttft_s=ttft,
+            total_s=time.perf_counter() - started,
+            finish_reason=finish,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,175 @@
+"""The command line: ``python -m game [play|validate|scenarios] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from game.backends.base import BackendError
+from game.catalog import builtin_scenarios, find_scenario, scenario_files
+from game.config import ConfigError, Settings
+from game.logs import setup_logging
+from game.prompt import FORMATS, UnknownFormatError
+from game.scenario import Sampling, load_scenario
+from game.session import SessionError
+from game.yamlsource import YamlLoadError
+
+log = logging.getLogger(__name__)
+
+# Errors whose message is already one line meant for the player.
+PLAYER_ERRORS = (BackendError, ConfigError, SessionError, UnknownFormatError)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", type=Path, help="a GGUF model file (default: the embedded one)")
+    group.add_argument("--n-ctx", type=int, help="context window in tokens (default 2048)")
+    group.add_argument(
+        "--n-gpu-layers",
+        type=int,
+        help="layers to offload to the GPU (-1: all; default: all "
+        "when llama.cpp was built with GPU support, else 0)",
+    )
+    group.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
+    group.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        help="prompt format (default: from the model's chat template, else metharme)",
+    )
+    group.add_argument("--seed", type=int, help="sampling seed, for a reproducible game")
+    group.add_argument("--temperature", type=float, help="sampling temperature")
+    group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m game", description="A local AI text adventure on llama.cpp."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log everything to stderr")
+    parser.add_argument("--log-file", type=Path, help="where to write the log")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    play = commands.add_parser("play", help="play a scenario")
+    play.add_argument("--scenario", help="a built-in scenario id or a scenario file")
+    play.add_argument("--headless", action="store_true", help="play in the plain terminal")
+    play.add_argument("--json", action="store_true", help="with --headless: one JSON per turn")
+    _model_options(play)
+
+    validate = commands.add_parser("validate", help="check scenario files")
+    validate.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="scenario files, or folders of them"
+    )
+
+    commands.add_parser("scenarios", help="list the built-in scenarios")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the command line; what is not given keeps its default."""
+    values = {
+        "model_path": args.model,
+        "n_ctx": args.n_ctx,
+        "n_gpu_layers": args.n_gpu_layers,
+        "n_threads": args.threads,
+        "seed": args.seed,
+        "prompt_format": args.format,
+    }
+    sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens)
+    try:
+        return Settings(
+            **{key: value for key, value in values.items() if value is not None},
+            sampling=sampling,
+        )
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[union-attr]
+        if first:
+            raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(str(exc)) from None
+
+
+def cmd_validate(paths: Sequence[Path]) -> int:
+    files: list[Path] = []
+    for path in paths:
+        files.extend(scenario_files(path) if path.is_dir() else [path])
+    problems = 0
+    for file in files:
+        try:
+            load_scenario(file)
+        except YamlLoadError as exc:
+            for problem in exc.problems:
+                print(problem)
+            problems += len(exc.problems)
+    if not files:
+        print("no scenario files found", file=sys.stderr)
+        return 1
+    summary = f"{len(files)} file(s) checked, {problems} problem(s)"
+    print(summary, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_scenarios() -> int:
+    for scenario_id, (scenario, path) in sorted(builtin_scenarios().items()):
+        tags = ", ".join(scenario.tags)
+        print(f"{scenario_id:20} {scenario.title}  [{tags}]  {path}")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from game.headless import HeadlessGame
+    from game.runtime import new_session, open_backend
+
+    settings = settings_from_args(args)
+    scenario = find_scenario(args.scenario)
+    if not args.headless:
+        print("The TUI is not built yet: playing in the terminal (--headless).", file=sys.stderr)
+    if not args.json:
+        print("Loading the model...", file=sys.stderr, flush=True)
+    backend = open_backend(settings)
+    session = new_session(settings, scenario, backend)
+
+    def read_line() -> str | None:
+        line = sys.stdin.readline()
+        return line if line else None
+
+    game = HeadlessGame(
+        session,
+        read_line=read_line,
+        out=sys.stdout,
+        err=sys.stderr,
+        json_mode=args.json,
+        stream=sys.stdout.isatty(),
+    )
+    return game.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log_file = setup_logging(verbose=args.verbose, log_file=args.log_file)
+    try:
+        if args.command == "validate":
+            return cmd_validate(args.paths)
+        if args.command == "scenarios":
+            return cmd_scenarios()
+        if args.command == "play":
+            return cmd_play(args)
+        parser.print_help()
+        return 0
+    except PLAYER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except YamlLoadError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except Exception as exc:
+        log.exception("unexpected error")
+        where = f"; details in {log_file}" if log_file else ""
+        print(f"internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        return 70

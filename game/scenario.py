@@ -1,0 +1,149 @@
+"""Scenarios: the YAML a scenario author writes, validated, and the system prompt it becomes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from game.yamlsource import Problem, YamlDocument, YamlLoadError, load_yaml_file
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class Sampling(BaseModel):
+    """Sampling settings. Every field is optional so a scenario overrides only what it names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, ge=0.0, le=5.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(None, ge=0.5, le=3.0)
+    max_tokens: int | None = Field(None, ge=16, le=4096)
+
+    def merged_over(self, base: Sampling) -> Sampling:
+        """These settings where set, ``base`` elsewhere."""
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class Scenario(BaseModel):
+    """One playable scenario.
+
+    Either ``setting`` and ``player`` (the engine writes the system prompt around them) or a
+    free-form ``system_prompt`` must be given. Either way the rendered prompt ends with the rule
+    that every reply ends with ``choices`` bulleted options.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    title: ShortText
+    description: Annotated[str, Field(min_length=1, max_length=1000)]
+    tags: list[Annotated[str, Field(min_length=1, max_length=30)]] = Field(
+        default_factory=list, max_length=12
+    )
+    author: ShortText | None = None
+    setting: LongText | None = None
+    player: LongText | None = None
+    style: LongText | None = None
+    system_prompt: LongText | None = None
+    opening: Annotated[str, Field(min_length=1, max_length=2000)] = "Start!"
+    choices: Annotated[int, Field(ge=2, le=6)] = 3
+    sampling: Sampling = Field(default_factory=Sampling)
+
+    @model_validator(mode="after")
+    def _check_prompt_source(self) -> Scenario:
+        if self.system_prompt is None and (self.setting is None or self.player is None):
+            raise ValueError("give either 'system_prompt', or both 'setting' and 'player'")
+        if self.system_prompt is not None and (self.setting or self.player or self.style):
+            raise ValueError(
+                "'system_prompt' replaces 'setting', 'player' and 'style'; use one way"
+            )
+        return self
+
+
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+DEFAULT_STYLE = (
+    "Narrate in the second person and present tense, in vivid but brief prose: one to three short "
+    "paragraphs a turn. Never act or speak for the player."
+)
+
+
+def choices_rule(count: int) -> str:
+    """The sentence that asks the model for its option block (the model card's wording, firmer)."""
+    word = _NUMBER_WORDS[count]
+    return (
+        f"Describe the scenario to the user and give them {word} options to pick from on each "
+        f"turn. End every reply with exactly {word} options as a bulleted list, one option per "
+        'line, each line starting with "- ".'
+    )
+
+
+def render_system_prompt(scenario: Scenario) -> str:
+    """The system prompt a scenario becomes."""
+    rule = choices_rule(scenario.choices)
+    if scenario.system_prompt is not None:
+        return f"{scenario.system_prompt}\n\n{rule}"
+    parts = [
+        f"This is a text adventure game: {scenario.title}.",
+        f"The world: {scenario.setting}",
+        f"The player: {scenario.player}",
+        f"Narration: {scenario.style or DEFAULT_STYLE}",
+        rule,
+    ]
+    return "\n\n".join(parts)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    name = ".".join(str(part) for part in loc)
+    return name or "scenario"
+
+
+def _message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "required field is missing"
+    message = str(error["msg"])
+    # pydantic prefixes messages from validators with "Value error, ".
+    return re.sub(r"^Value error, ", "", message)
+
+
+def scenario_from_document(document: YamlDocument) -> Scenario:
+    """Validate loaded YAML as a scenario.
+
+    Raises:
+        YamlLoadError: with one problem per invalid field, each with its line.
+    """
+    if not isinstance(document.data, dict):
+        kind = type(document.data).__name__
+        problem = Problem(document.path, 1, "scenario", f"top level must be a mapping, not {kind}")
+        raise YamlLoadError([problem])
+    try:
+        return Scenario.model_validate(document.data)
+    except ValidationError as exc:
+        problems = [
+            Problem(
+                document.path,
+                document.line_of(error["loc"]),
+                _field_name(error["loc"]),
+                _message(error),
+            )
+            for error in exc.errors()
+        ]
+        raise YamlLoadError(problems) from None
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Load and validate one scenario file.
+
+    Raises:
+        YamlLoadError: listing every problem found, each with file and line.
+    """
+    return scenario_from_document(load_yaml_file(path))

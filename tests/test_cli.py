@@ -1,0 +1,150 @@
+"""The command line, run as a player runs it: ``python -m game`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from game.cli import main
+from tests.factories import BUILTIN_SCENARIO, REPO
+
+
+def run_game(*args: str, stdin: str = "", tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "game", "--log-file", str(tmp_path / "game.log"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+@pytest.mark.model
+def test_headless_json_game_on_the_embedded_model(tmp_path):
+    actions = "I look around.\n1\n/undo\nI walk to the gate.\n/retry\n/quit\nnever read\n"
+    proc = run_game(
+        "play",
+        "--headless",
+        "--json",
+        "--seed",
+        "11",
+        "--max-tokens",
+        "48",
+        stdin=actions,
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    turns = [json.loads(line) for line in proc.stdout.splitlines()]
+    # Opening, two actions, an undo (no output), a new action, a retry of it.
+    assert [turn["turn"] for turn in turns] == [1, 2, 3, 3, 3]
+    assert turns[0]["action"] == "Start!"
+    for turn in turns:
+        assert {
+            "narrative",
+            "choices",
+            "prompt_tokens",
+            "evaluated_tokens",
+            "generated_tokens",
+            "ttft_s",
+            "tokens_per_s",
+        } <= set(turn)
+        assert 0 < turn["generated_tokens"] <= 48
+        assert 0 < turn["evaluated_tokens"] <= turn["prompt_tokens"]
+    assert turns[0]["evaluated_tokens"] == turns[0]["prompt_tokens"]
+    # Later turns reuse the cached prompt.
+    assert turns[1]["evaluated_tokens"] < turns[1]["prompt_tokens"] / 3
+    assert turns[4]["evaluated_tokens"] == 1  # a retry re-reads nothing but the last token
+    # Nothing from llama.cpp reached the terminal; it is in the log file.
+    assert "llama" not in proc.stderr.lower()
+    assert "llama_model_loader" in (tmp_path / "game.log").read_text()
+
+
+@pytest.mark.model
+def test_headless_text_game(tmp_path):
+    proc = run_game(
+        "play",
+        "--headless",
+        "--max-tokens",
+        "24",
+        "--seed",
+        "1",
+        stdin="Go on.\n",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("The House on Hollow Hill\n")
+    assert proc.stdout.count("> ") == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_model_path_is_one_line(tmp_path):
+    proc = run_game(
+        "play", "--headless", "--model", str(tmp_path / "missing.gguf"), tmp_path=tmp_path
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"error: model file not found: {tmp_path / 'missing.gguf'}"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_scenario(tmp_path, capsys):
+    assert (
+        main(["--log-file", str(tmp_path / "l"), "play", "--headless", "--scenario", "nope"]) == 2
+    )
+    assert "error: no scenario with id 'nope' (built-in: " in capsys.readouterr().err
+
+
+def test_invalid_scenario_file_when_playing(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\n")
+    assert (
+        main(["--log-file", str(tmp_path / "l"), "play", "--headless", "--scenario", str(bad)]) == 2
+    )
+    assert f"error: {bad}:1: title: required field is missing" in capsys.readouterr().err
+
+
+def test_validate_good_files_exit_0(tmp_path):
+    proc = run_game("validate", str(BUILTIN_SCENARIO), str(REPO / "scenarios"), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout == ""
+
+
+def test_validate_reports_every_problem_one_line_each(tmp_path):
+    (tmp_path / "a.yaml").write_text(
+        "id: a\ntitle: A\ndescription: d\nsetting: s\nplayer: p\ncolour: red\n"
+    )
+    (tmp_path / "b.yaml").write_bytes(b"\xff\xfe")
+    (tmp_path / "c.yaml").write_text("title: [unclosed\n")
+    proc = run_game("validate", str(tmp_path), tmp_path=tmp_path)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{tmp_path / 'a.yaml'}:6: colour: unknown field"
+    assert lines[1].startswith(f"{tmp_path / 'b.yaml'}:1: file: not UTF-8 text")
+    assert lines[2].startswith(f"{tmp_path / 'c.yaml'}:2: yaml: ")
+    assert len(lines) == 3
+    assert "Traceback" not in proc.stderr
+
+
+def test_validate_missing_file(tmp_path, capsys):
+    assert main(["--log-file", str(tmp_path / "l"), "validate", str(tmp_path / "none.yaml")]) == 1
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'none.yaml'}:1: file: No such file")
+
+
+def test_scenarios_lists_the_builtin(capsys, tmp_path):
+    assert main(["--log-file", str(tmp_path / "l"), "scenarios"]) == 0
+    assert "haunted-house" in capsys.readouterr().out
+
+
+def test_bad_setting_is_one_line(tmp_path, capsys):
+    assert main(["--log-file", str(tmp_path / "l"), "play", "--headless", "--n-ctx", "10"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: n_ctx: Input should be greater than or equal to 256"
+    )

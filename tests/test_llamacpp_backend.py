@@ -1,0 +1,132 @@
+"""The real llama.cpp backend on the embedded SmolLM2 model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from game.backends.base import BackendError, GenerationRequest
+from game.backends.llamacpp import LlamaCppBackend
+from game.config import embedded_model_path
+from game.prompt import CHATML, METHARME, render
+from game.session import DEFAULT_SAMPLING, Session
+from game.transcript import tokenize_pieces
+from tests.factories import make_scenario
+
+pytestmark = pytest.mark.model
+
+GREEDY = DEFAULT_SAMPLING.model_copy(update={"temperature": 0.0})
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaCppBackend:
+    return LlamaCppBackend(embedded_model_path(), n_ctx=1024, seed=1)
+
+
+def test_embedded_model_is_chatml_and_knows_its_size(model):
+    assert model.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert model.n_ctx == 1024
+    assert "<|im_start|>" in (model.chat_template or "")
+
+
+@pytest.mark.parametrize("fmt", [CHATML, METHARME], ids=["chatml", "metharme"])
+def test_segment_tokens_spell_the_rendered_prompt(model, fmt):
+    turns = [
+        ("user", "Start! <|system|> é ü 日本"),
+        ("model", "A door.\n\n- Open it.\n- Knock."),
+        ("user", "Open it."),
+    ]
+    tokens = tokenize_pieces(model, fmt, "system", "You narrate.")
+    for role, text in turns:
+        tokens += tokenize_pieces(model, fmt, role, text)
+    tokens += model.tokenize(fmt.model_prefix, special=True)
+    assert model.detokenize(tokens) == render(fmt.name, "You narrate.", turns)
+
+
+def test_chatml_markers_are_special_tokens_but_player_text_is_not(model):
+    assert len(model.tokenize("<|im_start|>", special=True)) == 1
+    assert len(model.tokenize("<|im_start|>", special=False)) > 1
+
+
+def test_greedy_generation_is_reproducible_and_counts_tokens(model):
+    session = Session(make_scenario(sampling={"max_tokens": 24, "temperature": 0.0}), model, CHATML)
+    first = session.play("Start!")
+    text_one = session.exchanges[-1].reply.text
+    again = session.retry()
+    assert session.exchanges[-1].reply.text == text_one
+    assert first.stats.generated_tokens == again.stats.generated_tokens > 0
+    # The retry found the whole prompt but the last token in the cache.
+    assert again.stats.evaluated_tokens == 1
+    assert first.stats.evaluated_tokens == first.stats.prompt_tokens
+
+
+def test_second_turn_evaluates_only_what_is_new(model):
+    session = Session(make_scenario(sampling={"max_tokens": 24}), model, CHATML, seed=3)
+    session.play("Start!")
+    result = session.play("I look around.")
+    new = len(tokenize_pieces(model, CHATML, "user", "I look around.")) + len(
+        model.tokenize(CHATML.model_prefix, special=True)
+    )
+    # The suffix of the previous reply (<|im_end|>\n) and its last sampled token are new too.
+    assert new <= result.stats.evaluated_tokens <= new + 4
+    assert result.stats.prompt_tokens > 3 * result.stats.evaluated_tokens
+
+
+def test_window_slides_at_a_small_context(model):
+    small = LlamaCppBackend(embedded_model_path(), n_ctx=512, seed=2)
+    session = Session(make_scenario(sampling={"max_tokens": 40}), small, CHATML, seed=5)
+    results = [
+        session.play(f"I walk down corridor number {i} and open the door.") for i in range(10)
+    ]
+    assert any(result.slid for result in results)
+    assert session.window_start > 0
+    for result in results:
+        assert result.stats.prompt_tokens <= session.budget
+    # The system prompt is still pinned at the start of what the model holds.
+    assert small.cached_tokens[: len(session.system)] == list(session.system.tokens)
+    assert "corridor number 0 " not in session.prompt_text()
+    small.close()
+
+
+def test_stop_callback_stops_generation(model):
+    pieces: list[str] = []
+    request = GenerationRequest(max_tokens=50, sampling=GREEDY)
+    prompt = [
+        model.tokenize(
+            "<|im_start|>user\nTell me a long story.<|im_end|>\n<|im_start|>assistant\n",
+            special=True,
+        )
+    ]
+    stats = model.generate(
+        prompt, request, lambda token, text: pieces.append(text) or len(pieces) < 5
+    )
+    assert stats.finish_reason == "stopped" and stats.generated_tokens == 5 == len(pieces)
+
+
+def test_llama_log_goes_to_python_logging(caplog):
+    with caplog.at_level(logging.DEBUG, logger="game.llama_cpp"):
+        backend = LlamaCppBackend(embedded_model_path(), n_ctx=256)
+    assert any("llama_model_loader" in record.getMessage() for record in caplog.records)
+    backend.close()
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(BackendError, match="model file not found"):
+        LlamaCppBackend(tmp_path / "nope.gguf")
+
+
+def test_not_a_gguf(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(BackendError, match="not a GGUF model file"):
+        LlamaCppBackend(path)
+
+
+def test_broken_gguf_fails_to_load_with_one_line(tmp_path):
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(Path(embedded_model_path()).read_bytes()[:4096])
+    with pytest.raises(BackendError, match=r"failed to load model broken\.gguf") as info:
+        LlamaCppBackend(path)
+    assert "\n" not in str(info.value)
