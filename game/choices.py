@@ -7,6 +7,7 @@ the *last* list block of a reply and keeps everything else as narrative.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -142,3 +143,52 @@ def resolve_action(text: str, choices: list[str]) -> str:
     if stripped.isdigit() and 1 <= int(stripped) <= len(choices):
         return choices[int(stripped) - 1]
     return stripped
+
+
+def normalize_choice(text: str) -> str:
+    """An option reduced for comparison: lower case, letters and digits, single spaces."""
+    kept = "".join(char if char.isalnum() else " " for char in text.casefold())
+    return " ".join(kept.split())
+
+
+def are_near_duplicates(first: str, second: str, *, threshold: float = 0.85) -> bool:
+    """Whether two options say (nearly) the same thing once case and punctuation are ignored."""
+    a, b = normalize_choice(first), normalize_choice(second)
+    if a == b:
+        return True
+    return difflib.SequenceMatcher(None, a, b).ratio() >= threshold
+
+
+def distinct_count(choices: list[str]) -> int:
+    """How many of ``choices`` are not near-duplicates of an earlier one."""
+    kept: list[str] = []
+    for choice in choices:
+        if not any(are_near_duplicates(choice, other) for other in kept):
+            kept.append(choice)
+    return len(kept)
+
+
+def narrative_before_options(text: str) -> str:
+    """The reply up to the first line that starts an option (``- ``), without trailing space.
+
+    Under the reply grammar no narrative line starts with ``-``, so this is where the option
+    block begins, complete or not.
+    """
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith("- "):
+            return "\n".join(lines[:index]).rstrip()
+    return text.rstrip()
+
+
+_LAST_SENTENCE_END = re.compile(r"""[.!?…]["'”’)\]]*(?=\s|$)""")
+
+
+def trim_to_sentence(text: str) -> str:
+    """``text`` cut after its last complete sentence, for a narrative that ran out of tokens
+    mid-sentence. Unchanged when that would drop more than half of it."""
+    text = text.rstrip()
+    ends = list(_LAST_SENTENCE_END.finditer(text))
+    if not ends or ends[-1].end() < len(text) // 2:
+        return text
+    return text[: ends[-1].end()]

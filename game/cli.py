@@ -39,6 +39,12 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         choices=sorted(FORMATS),
         help="prompt format (default: from the model's chat template, else metharme)",
     )
+    group.add_argument(
+        "--choices",
+        choices=["guided", "free"],
+        help="guided: a grammar makes every reply end with its options; free: parse what comes "
+        "(default: the scenario's, guided unless it says otherwise)",
+    )
     group.add_argument("--seed", type=int, help="sampling seed, for a reproducible game")
     group.add_argument("--temperature", type=float, help="sampling temperature")
     group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
@@ -64,6 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("scenarios", help="list the built-in scenarios")
+
+    bench = commands.add_parser("bench", help="measure the engine on a model (prints a table)")
+    bench.add_argument(
+        "which",
+        nargs="?",
+        choices=["context", "choices"],
+        default="context",
+        help="context (default): prompt tokens evaluated and time to first token with and "
+        "without KV-cache reuse; choices: the share of replies that end with N distinct options",
+    )
+    bench.add_argument(
+        "--turns", type=int, help="turns (context: default 40) or turns per scenario (choices: 10)"
+    )
+    bench.add_argument(
+        "--reply-tokens", type=int, default=32, help="context: the fixed reply length (default 32)"
+    )
+    bench.add_argument("--scenario", help="context: the scenario to play (default haunted-house)")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _model_options(bench)
     return parser
 
 
@@ -76,6 +101,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "n_threads": args.threads,
         "seed": args.seed,
         "prompt_format": args.format,
+        "choice_mode": args.choices,
     }
     sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens)
     try:
@@ -114,6 +140,47 @@ def cmd_scenarios() -> int:
     for scenario_id, (scenario, path) in sorted(builtin_scenarios().items()):
         tags = ", ".join(scenario.tags)
         print(f"{scenario_id:20} {scenario.title}  [{tags}]  {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from game.bench import choices, context
+    from game.config import resolve_model_path
+    from game.runtime import choose_format, open_backend
+
+    settings = settings_from_args(args)
+    seed = settings.seed if settings.seed is not None else 1
+    if args.which == "choices":
+        scenarios = [scenario for scenario, _ in builtin_scenarios().values()]
+        backend = open_backend(settings)
+        result = choices.run(
+            backend,
+            choose_format(settings, backend),
+            scenarios,
+            turns=args.turns or 10,
+            seed=seed,
+            max_tokens=settings.sampling.max_tokens or 200,
+        )
+        print(json.dumps(result, indent=2) if args.json else choices.render(result))
+        return 0
+    # The context bench loads a fresh model for each strategy; this one only picks the format.
+    probe = open_backend(settings.model_copy(update={"n_ctx": 256}))
+    fmt = choose_format(settings, probe)
+    probe.close()
+    result = context.run(
+        resolve_model_path(settings),
+        find_scenario(args.scenario),
+        fmt,
+        turns=args.turns or 40,
+        n_ctx=args.n_ctx or 1024,
+        reply_tokens=args.reply_tokens,
+        seed=seed,
+        n_gpu_layers=settings.n_gpu_layers,
+        n_threads=settings.n_threads,
+    )
+    print(json.dumps(result, indent=2) if args.json else context.render(result))
     return 0
 
 
@@ -156,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scenarios()
         if args.command == "play":
             return cmd_play(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         parser.print_help()
         return 0
     except PLAYER_ERRORS as exc:

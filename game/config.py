@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +32,9 @@ class Settings(BaseModel):
         prompt_format: ``metharme`` or ``chatml``; None follows the model's chat template,
             falling back to Metharme.
         sampling: Sampling defaults; a scenario's own overrides apply on top.
+        choice_mode: ``guided`` (a grammar makes every reply end with its options) or ``free``
+            (options are parsed from whatever comes); None follows the scenario (guided unless
+            it says otherwise).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +46,7 @@ class Settings(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     prompt_format: str | None = None
     sampling: Sampling = Field(default_factory=Sampling)
+    choice_mode: Literal["guided", "free"] | None = None
 
 
 def embedded_model_path() -> Path:

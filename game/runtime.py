@@ -50,5 +50,6 @@ def new_session(settings: Settings, scenario: Scenario, backend: Backend) -> Ses
         backend,
         choose_format(settings, backend),
         sampling=settings.sampling,
+        choice_mode=settings.choice_mode,
         seed=settings.seed,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -55,6 +55,7 @@ class Scenario(BaseModel):
     system_prompt: LongText | None = None
     opening: Annotated[str, Field(min_length=1, max_length=2000)] = "Start!"
     choices: Annotated[int, Field(ge=2, le=6)] = 3
+    choice_mode: Literal["guided", "free"] = "guided"
     sampling: Sampling = Field(default_factory=Sampling)
 
     @model_validator(mode="after")

@@ -8,11 +8,19 @@ a stop-string scanner, and keeps the exchange with the token ids the model gener
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from game.backends.base import Backend, BackendError, GenerationRequest, GenerationStats
-from game.choices import parse_reply
+from game.choices import (
+    are_near_duplicates,
+    distinct_count,
+    narrative_before_options,
+    parse_reply,
+    trim_to_sentence,
+)
+from game.grammar import OPTIONS_LEAD, options_grammar, reply_grammar
 from game.prompt import PromptFormat, render
 from game.scenario import Sampling, Scenario, render_system_prompt
 from game.streaming import StopScanner
@@ -24,6 +32,7 @@ from game.transcript import (
     make_segment,
     reply_segment,
     tokenize_pieces,
+    tokens_for_prefix,
 )
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,20 @@ log = logging.getLogger(__name__)
 DEFAULT_SAMPLING = Sampling(
     temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1, max_tokens=300
 )
+
+ChoiceMode = Literal["guided", "free"]
+# Option blocks written after the first pass: for a missing block, or options that repeat.
+MAX_OPTION_PASSES = 3
+
+
+# Tokens the written lead between narrative and options ("\n\n", or "\n\n- ") may take.
+LEAD_ALLOWANCE = 4
+
+
+def option_reserve(count: int, max_tokens: int) -> int:
+    """Tokens kept back from the narrative for an option block of ``count`` lines: enough for
+    lines of about 100 characters, but never more than half of the reply."""
+    return min(count * 32 + 8, max_tokens // 2)
 
 
 class SessionError(Exception):
@@ -51,6 +74,7 @@ class TurnResult:
     window_start: int
     slid: bool
     notices: list[str] = field(default_factory=list)
+    option_passes: int = 0
 
     def as_json(self) -> dict[str, object]:
         """The turn as the JSON object ``play --headless --json`` prints."""
@@ -68,6 +92,7 @@ class TurnResult:
             "finish_reason": self.stats.finish_reason,
             "window_start": self.window_start,
             "window_slid": self.slid,
+            "option_passes": self.option_passes,
             "notices": self.notices,
         }
 
@@ -80,10 +105,14 @@ class Session:
         backend: The model.
         fmt: The prompt format the model expects.
         sampling: Sampling settings; the scenario's overrides apply on top.
+        choice_mode: ``guided`` makes the model end each reply with the scenario's number of
+            options (a grammar); ``free`` parses what comes. None takes the scenario's default.
         seed: Base seed; the Nth generation of the session samples with ``seed + N``, so a
             replay is reproducible and a retry does not repeat the reply it replaces.
         headroom: Tokens to free beyond the overflow when the window slides; default a quarter
             of the prompt budget.
+        fixed_reply_tokens: Make every reply exactly this long, in one free pass with the
+            model's end token masked (for benchmarks that need the same work each turn).
     """
 
     def __init__(
@@ -93,8 +122,10 @@ class Session:
         fmt: PromptFormat,
         *,
         sampling: Sampling | None = None,
+        choice_mode: ChoiceMode | None = None,
         seed: int | None = None,
         headroom: int | None = None,
+        fixed_reply_tokens: int | None = None,
     ):
         self.scenario = scenario
         self.backend = backend
@@ -103,6 +134,11 @@ class Session:
             (sampling or Sampling()).merged_over(DEFAULT_SAMPLING)
         )
         self.seed = seed
+        self.fixed_reply_tokens = fixed_reply_tokens
+        self.choice_mode: ChoiceMode = choice_mode or scenario.choice_mode
+        if self.choice_mode == "guided" and not backend.supports_grammar:
+            log.warning("%s cannot follow a grammar: choices are parsed freely", backend.name)
+            self.choice_mode = "free"
         self.system_prompt = render_system_prompt(scenario)
         system_tokens = backend.bos() + tokenize_pieces(backend, fmt, "system", self.system_prompt)
         self.system = Segment("system", self.system_prompt, tuple(system_tokens))
@@ -174,6 +210,7 @@ class Session:
         action: str,
         *,
         on_text: Callable[[str], None] | None = None,
+        on_rewind: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> TurnResult:
         """Play one turn.
@@ -181,6 +218,8 @@ class Session:
         Args:
             action: What the player did (a choice's text or free text).
             on_text: Called with each piece of reply text as it becomes safe to show.
+            on_rewind: Called with the reply as it now stands when text already shown is taken
+                back (an option block written again); the next ``on_text`` pieces follow it.
             should_stop: Polled after each token; True stops the reply, which is kept as written
                 and marked cut short.
 
@@ -200,55 +239,49 @@ class Session:
         slid = start != self.window_start
         if slid:
             log.info("window slides: exchanges %d..%d leave", self.window_start, start - 1)
-        segments = [self.system.tokens]
+        history = [self.system.tokens]
         for exchange in self.exchanges[start:]:
-            segments += [exchange.player.tokens, exchange.reply.tokens]
-        segments += [player.tokens, self._model_open]
+            history += [exchange.player.tokens, exchange.reply.tokens]
+        history.append(player.tokens)
 
-        scanner = StopScanner(self.format.stop)
-        generated: list[int] = []
-        cancelled = False
-
-        def on_token(token: int, piece: str) -> bool:
-            nonlocal cancelled
-            generated.append(token)
-            shown = scanner.feed(piece)
-            if shown and on_text is not None:
-                on_text(shown)
-            if scanner.stopped:
-                return False
-            if should_stop is not None and should_stop():
-                cancelled = True
-                return False
-            return True
-
-        seed = None if self.seed is None else self.seed + self.generations
-        request = GenerationRequest(max_tokens=self.max_tokens, sampling=self.sampling, seed=seed)
-        self.generations += 1
-        stats = self.backend.generate(segments, request, on_token)
-        if not scanner.stopped and not cancelled:
-            tail = scanner.flush()
-            if tail and on_text is not None:
-                on_text(tail)
-        text = scanner.text
-        # The generated ids are kept as they are unless the text was trimmed (a stop string, or
-        # a held-back partial one on cancel): then they no longer spell the reply.
-        exact = not scanner.stopped and not scanner.held
-        reply = reply_segment(self.backend, self.format, text, generated if exact else None)
-        parsed = parse_reply(text)
-        cut_short = cancelled or stats.finish_reason == "length"
-        self.exchanges.append(Exchange(player, reply, parsed.narrative, parsed.choices, cut_short))
+        reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop)
+        reply.write()
+        segment = reply_segment(self.backend, self.format, reply.text, reply.tokens)
+        parsed = parse_reply(reply.text)
+        self.exchanges.append(
+            Exchange(player, segment, parsed.narrative, parsed.choices, reply.cut_short)
+        )
         self.window_start = start
         return TurnResult(
             turn=len(self.exchanges),
             action=player.text,
             narrative=parsed.narrative,
             choices=parsed.choices,
-            cut_short=cut_short,
-            stats=stats,
+            cut_short=reply.cut_short,
+            stats=reply.stats(),
             window_start=start,
             slid=slid,
             notices=notices,
+            option_passes=reply.option_passes,
+        )
+
+    def _request(
+        self, max_tokens: int, grammar: str | None, *, ban_end: bool = False, retry: int = 0
+    ) -> GenerationRequest:
+        """The next generation's request; a ``retry`` > 0 samples hotter, so that writing an
+        option block again does not write the same block."""
+        seed = None if self.seed is None else self.seed + self.generations
+        self.generations += 1
+        sampling = self.sampling
+        if retry:
+            hotter = max(sampling.temperature or 0.0, 0.7) + 0.2 * retry
+            sampling = sampling.model_copy(update={"temperature": hotter})
+        return GenerationRequest(
+            max_tokens=max_tokens,
+            sampling=sampling,
+            seed=seed,
+            grammar=grammar,
+            ban_end=ban_end,
         )
 
     def undo(self) -> Exchange:
@@ -267,3 +300,159 @@ class Session:
         except BackendError:
             self.exchanges.append(last)
             raise
+
+
+class _ReplyWriter:
+    """Writes one reply: a first pass, then option-block passes while the options fall short.
+
+    The first pass leaves :func:`option_reserve` tokens unused, so the reply as kept (narrative,
+    lead and block) never has more than ``max_tokens`` tokens. When its reply has no complete
+    block of distinct options (guided mode), or no options at all (free mode, asked once), the
+    reply is cut back to its narrative and continued with the option block alone: the prompt and
+    the narrative are already in the model's cache, so only the block is generated.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        history: list[Sequence[int]],
+        on_text: Callable[[str], None] | None,
+        on_rewind: Callable[[str], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ):
+        self.session = session
+        self.history = history
+        self.on_text = on_text
+        self.on_rewind = on_rewind
+        self.should_stop = should_stop
+        self.count = session.scenario.choices
+        self.guided = session.choice_mode == "guided"
+        self.text = ""
+        self.tokens: list[int] | None = []
+        self.cut_short = False
+        self.option_passes = 0
+        self._stats: list[GenerationStats] = []
+
+    def _pass(
+        self, lead: str, lead_tokens: list[int], request: GenerationRequest
+    ) -> tuple[str, list[int] | None, bool, bool]:
+        """Generate after ``lead`` (reply text already written).
+
+        Returns:
+            The new text; its token ids (None when a stop string trimmed them); whether the
+            player stopped it; whether it was cut short (stopped, or out of tokens).
+        """
+        session = self.session
+        scanner = StopScanner(session.format.stop)
+        generated: list[int] = []
+        cancelled = False
+
+        def on_token(token: int, piece: str) -> bool:
+            nonlocal cancelled
+            generated.append(token)
+            shown = scanner.feed(piece)
+            if shown and self.on_text is not None:
+                self.on_text(shown)
+            if scanner.stopped:
+                return False
+            if self.should_stop is not None and self.should_stop():
+                cancelled = True
+                return False
+            return True
+
+        segments = [*self.history, (*session._model_open, *lead_tokens)]
+        stats = session.backend.generate(segments, request, on_token)
+        self._stats.append(stats)
+        if not scanner.stopped and not cancelled:
+            tail = scanner.flush()
+            if tail and self.on_text is not None:
+                self.on_text(tail)
+        # Trimmed text (a stop string, or a held-back part of one on cancel) no longer matches
+        # the ids the model generated.
+        exact = not scanner.stopped and not scanner.held
+        cut_short = cancelled or stats.finish_reason == "length"
+        return scanner.text, (generated if exact else None), cancelled, cut_short
+
+    def _score(self, text: str) -> int:
+        choices = parse_reply(text).choices
+        if self.guided and len(choices) != self.count:
+            return 0
+        return distinct_count(choices)
+
+    def write(self) -> None:
+        session = self.session
+        if session.fixed_reply_tokens is not None:
+            request = session._request(session.fixed_reply_tokens, None, ban_end=True)
+            self.text, self.tokens, _, self.cut_short = self._pass("", [], request)
+            return
+        reserve = option_reserve(self.count, session.max_tokens)
+        first_max = max(session.max_tokens - reserve - LEAD_ALLOWANCE, 1)
+        grammar = reply_grammar(self.count) if self.guided else None
+        request = session._request(first_max, grammar)
+        self.text, self.tokens, cancelled, out_of_tokens = self._pass("", [], request)
+        self.cut_short = out_of_tokens
+        if cancelled:
+            return
+        best = self._score(self.text)
+        enough = best == self.count if self.guided else best > 0
+        if enough:
+            return
+        narrative = narrative_before_options(self.text) if self.guided else self.text.rstrip()
+        if out_of_tokens:
+            narrative = trim_to_sentence(narrative)
+        base = narrative + (OPTIONS_LEAD if self.guided else OPTIONS_LEAD + "- ")
+        partial = self.text[len(base) :] if self.guided and self.text.startswith(base) else ""
+        kept = self._distinct_lines(partial)
+        for attempt in range(MAX_OPTION_PASSES if self.guided else 1):
+            # Options already distinct stay; only the rest of the block is written again.
+            lead = base + "".join(f"{line}\n" for line in kept)
+            lead_tokens = self._tokens_for(lead)
+            if self.on_rewind is not None:
+                self.on_rewind(lead)
+            self.option_passes += 1
+            grammar = options_grammar(self.count - len(kept)) if self.guided else None
+            request = session._request(reserve, grammar, retry=attempt)
+            block, block_tokens, cancelled, cut_short = self._pass(lead, lead_tokens, request)
+            score = self._score(lead + block)
+            if score > best or cancelled:
+                best = score
+                self.cut_short = cut_short
+                self.text = lead + block
+                self.tokens = None if block_tokens is None else lead_tokens + block_tokens
+            if cancelled or best == self.count:
+                break
+            kept = self._distinct_lines(self.text[len(base) :])
+        if self.on_rewind is not None:
+            self.on_rewind(self.text)
+
+    def _tokens_for(self, text: str) -> list[int]:
+        """Ids that spell ``text``, reusing those of the reply so far where they fit."""
+        backend = self.session.backend
+        if self.tokens is None:
+            return backend.tokenize(text, special=False)
+        return tokens_for_prefix(backend, self.tokens, text)
+
+    def _distinct_lines(self, block: str) -> list[str]:
+        """The leading complete option lines of ``block`` that repeat no earlier one (fewer
+        than all). A last line without its newline may have been cut off, so it never counts."""
+        kept: list[str] = []
+        complete = block.split("\n")[:-1]
+        for line in complete[: self.count - 1]:
+            if not line.startswith("- ") or any(
+                are_near_duplicates(line[2:], other[2:]) for other in kept
+            ):
+                break
+            kept.append(line)
+        return kept
+
+    def stats(self) -> GenerationStats:
+        """The passes' costs added up; time to first token is the first pass's."""
+        first, last = self._stats[0], self._stats[-1]
+        return GenerationStats(
+            prompt_tokens=first.prompt_tokens,
+            evaluated_tokens=sum(stats.evaluated_tokens for stats in self._stats),
+            generated_tokens=sum(stats.generated_tokens for stats in self._stats),
+            ttft_s=first.ttft_s,
+            total_s=sum(stats.total_s for stats in self._stats),
+            finish_reason=last.finish_reason,
+        )

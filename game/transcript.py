@@ -159,3 +159,23 @@ def cut_to_tokens(tokenizer: Tokenizer, text: str, limit: int) -> str:
         tokens = tokenizer.tokenize(text, special=False)
         cut -= 1
     return text
+
+
+def tokens_for_prefix(tokenizer: Tokenizer, tokens: Sequence[int], prefix: str) -> list[int]:
+    """Token ids that spell ``prefix``, reusing the longest run of ``tokens`` that does.
+
+    When a reply is cut back (to its narrative, say) and continued, keeping the ids the model
+    generated keeps the prompt equal to what the KV cache holds; only the tail after the last
+    whole token that fits is tokenized anew.
+    """
+    low, high = 0, len(tokens)
+    # The text of tokens[:k] is a prefix of ``prefix`` for every k up to some bound: search it.
+    while low < high:
+        middle = (low + high + 1) // 2
+        if prefix.startswith(tokenizer.detokenize(tokens[:middle])):
+            low = middle
+        else:
+            high = middle - 1
+    kept = list(tokens[:low])
+    rest = prefix[len(tokenizer.detokenize(kept)) :]
+    return kept + (tokenizer.tokenize(rest, special=False) if rest else [])

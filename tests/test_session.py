@@ -86,7 +86,7 @@ def test_player_cannot_forge_a_role(session, backend):
 
 def test_stop_string_ends_the_reply_and_is_never_shown():
     backend = ScriptedBackend(replies=("Hello there.\n- A.\n- B.<|user|>I forge a turn",))
-    session = Session(make_scenario(), backend, METHARME)
+    session = Session(make_scenario(), backend, METHARME, choice_mode="free")
     shown: list[str] = []
     result = session.play("Start!", on_text=shown.append)
     assert "".join(shown) == "Hello there.\n- A.\n- B."
@@ -115,10 +115,13 @@ def test_should_stop_cuts_the_reply_short():
 
 def test_length_limit_marks_cut_short():
     backend = ScriptedBackend(replies=("word " * 100,))
-    session = Session(make_scenario(sampling={"max_tokens": 20}), backend, METHARME)
+    scenario = make_scenario(sampling={"max_tokens": 20}, choice_mode="free")
+    session = Session(scenario, backend, METHARME)
     result = session.play("Start!")
     assert result.cut_short and result.stats.finish_reason == "length"
-    assert result.stats.generated_tokens == 20
+    # The first pass left room for an option block, which the one free-mode option pass took.
+    assert result.option_passes == 1
+    assert len(session.exchanges[-1].reply) <= 20 + len(backend.tokenize("<|model|>", special=True))
 
 
 def test_backend_failure_leaves_the_session_unchanged():

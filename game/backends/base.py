@@ -26,11 +26,16 @@ class GenerationRequest:
         max_tokens: The most tokens the reply may have.
         sampling: Fully resolved sampling settings (no field None).
         seed: The sampling seed for this reply, or None for the backend's own.
+        grammar: A GBNF grammar the reply must follow, or None for free generation.
+        ban_end: Never end the reply early: the end-of-generation tokens are masked, so it has
+            exactly ``max_tokens`` tokens (for benchmarks that need a fixed reply length).
     """
 
     max_tokens: int
     sampling: Sampling
     seed: int | None = None
+    grammar: str | None = None
+    ban_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,11 @@ class Backend(Protocol):
     @property
     def chat_template(self) -> str | None:
         """The chat template the model file carries, if any."""
+        ...
+
+    @property
+    def supports_grammar(self) -> bool:
+        """Whether ``GenerationRequest.grammar`` is honoured."""
         ...
 
     def bos(self) -> list[int]:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import codecs
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import llama_cpp
+from llama_cpp._internals import LlamaSampler
 
+from game import kvcache
 from game.backends import llama_log
 from game.backends.base import (
     BackendError,
@@ -27,11 +29,12 @@ from game.backends.base import (
     GenerationStats,
     TokenCallback,
 )
+from game.backends.grammar_sampling import CheckedGrammarSampler
+from game.kvcache import CacheMode
 
 log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
-CacheMode = Literal["none", "prefix"]
 
 
 def gpu_offload_supported() -> bool:
@@ -63,8 +66,11 @@ class LlamaCppBackend:
         n_gpu_layers: Layers to offload; None offloads all when the build supports it, else 0.
         n_threads: CPU threads; None lets llama.cpp choose.
         seed: Default sampling seed when a request carries none.
-        cache_mode: ``prefix`` reuses the cached common prefix of the last prompt; ``none``
-            evaluates every prompt from scratch (a baseline for benchmarks).
+        cache_mode: ``shift`` (the default) reuses the cached common prefix of the last prompt
+            and, when old turns have left the window, removes their span from the KV cache and
+            shifts the rest down so that it is reused too; ``prefix`` reuses the common prefix
+            only (llama-cpp-python's own behaviour); ``none`` evaluates every prompt from
+            scratch. Both are baselines for benchmarks.
 
     Raises:
         BackendError: when the file is missing, is not a GGUF, or fails to load.
@@ -78,7 +84,7 @@ class LlamaCppBackend:
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         seed: int | None = None,
-        cache_mode: CacheMode = "prefix",
+        cache_mode: CacheMode = "shift",
     ):
         llama_log.install()
         check_model_file(model_path)
@@ -87,6 +93,8 @@ class LlamaCppBackend:
         self.model_path = model_path
         self.n_gpu_layers = n_gpu_layers
         self.cache_mode: CacheMode = cache_mode
+        self._default_seed = llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed
+        self.shifts = 0
         self._lock = threading.Lock()
         # verbose=True keeps llama-cpp-python from dup2-ing the process's stdout and stderr to
         # /dev/null while it loads (which would blank a TUI drawing from another thread); its
@@ -121,6 +129,16 @@ class LlamaCppBackend:
             metadata.get("tokenizer.ggml.add_space_prefix", "true") != "false"
         )
         self._anchor = self._raw_tokenize("\n", special=False)
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._end_tokens = [t for t in range(self._n_vocab) if self.is_end(t)]
+        memory = llama_cpp.llama_get_memory(self._llm._ctx.ctx)
+        self.can_shift = bool(memory) and bool(llama_cpp.llama_memory_can_shift(memory))
+        if cache_mode == "shift" and not self.can_shift:
+            log.warning(
+                "%s: this model's KV cache cannot be shifted (recurrent or sliding-window "
+                "attention); old turns leaving the window will make the prompt be read again",
+                model_path.name,
+            )
         log.info(
             "loaded %s: n_ctx=%d n_gpu_layers=%d gpu_offload=%s bos=%s space_prefix=%s",
             model_path.name,
@@ -144,6 +162,10 @@ class LlamaCppBackend:
     @property
     def chat_template(self) -> str | None:
         return self._chat_template
+
+    @property
+    def supports_grammar(self) -> bool:
+        return True
 
     def bos(self) -> list[int]:
         return [self._llm.token_bos()] if self._add_bos else []
@@ -185,16 +207,29 @@ class LlamaCppBackend:
         """The tokens whose keys and values are in the KV cache, in order."""
         return self._llm.input_ids[: self._llm.n_tokens].tolist()
 
-    def _reusable_prefix(self, prompt: Sequence[int]) -> int:
-        """How many leading prompt tokens the KV cache already holds."""
-        if self.cache_mode == "none":
-            return 0
-        common = 0
-        for cached, token in zip(self.cached_tokens, prompt, strict=False):
-            if cached != token:
-                break
-            common += 1
-        return common
+    def _prepare_cache(self, prompt: Sequence[int]) -> int:
+        """Make the KV cache hold the longest start of ``prompt`` it can; return its length."""
+        mode = self.cache_mode if self.can_shift or self.cache_mode == "none" else "prefix"
+        cache_plan = kvcache.plan(self.cached_tokens, prompt, mode)
+        if cache_plan.drop is not None:
+            self._drop_span(*cache_plan.drop)
+        return cache_plan.reuse
+
+    def _drop_span(self, start: int, end: int) -> None:
+        """Remove cache positions [start, end) and shift the rest down, keeping the record of
+        cached tokens in step."""
+        llm = self._llm
+        size = llm.n_tokens
+        delta = end - start
+        if not llm._ctx.kv_cache_seq_rm(0, start, end):
+            raise RuntimeError("llama.cpp refused to remove a span of the KV cache")
+        llm._ctx.kv_cache_seq_shift(0, end, -1, -delta)
+        llm.input_ids[start : size - delta] = llm.input_ids[end:size].copy()
+        llm.n_tokens = size - delta
+        self.shifts += 1
+        log.info(
+            "context shift: %d cached tokens removed at %d, %d kept", delta, start, size - delta
+        )
 
     def generate(
         self,
@@ -220,50 +255,78 @@ class LlamaCppBackend:
     ) -> GenerationStats:
         started = time.perf_counter()
         llm = self._llm
-        reuse = self._reusable_prefix(prompt)
-        # Sampling needs the logits of the last prompt token, so at least one is evaluated.
-        reuse = min(reuse, len(prompt) - 1)
+        reuse = self._prepare_cache(prompt)
         llm.n_tokens = reuse
-        evaluated = prompt[reuse:]
-        llm.eval(evaluated)  # drops cached positions from n_tokens on, then decodes
+        evaluated = len(prompt) - reuse
+        llm.eval(prompt[reuse:])  # drops cached positions from n_tokens on, then decodes
 
-        sampling = request.sampling
-        if request.seed is not None:
-            llm.set_seed(request.seed)
-        sampler = llm._init_sampler(
-            top_k=sampling.top_k or 0,
-            top_p=sampling.top_p if sampling.top_p is not None else 1.0,
-            min_p=sampling.min_p or 0.0,
-            temp=sampling.temperature if sampling.temperature is not None else 0.8,
-            repeat_penalty=sampling.repeat_penalty or 1.0,
-        )
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        ttft = 0.0
-        generated = 0
-        finish: FinishReason = "length"
-        while generated < request.max_tokens:
-            token = sampler.sample(llm._ctx, -1)
-            if generated == 0:
-                ttft = time.perf_counter() - started
-            if self.is_end(token):
-                finish = "eos"
-                break
-            generated += 1
-            keep_going = on_token(token, decoder.decode(self.piece(token)))
-            if generated >= request.max_tokens:
-                break
-            if not keep_going:
-                finish = "stopped"
-                break
-            llm.eval([token])
+        chain = self._make_chain(request)
+        with contextlib.ExitStack() as cleanup:
+            if request.grammar:
+                guided = CheckedGrammarSampler(
+                    llm._ctx.ctx, self._vocab, chain.sampler, request.grammar
+                )
+                cleanup.callback(guided.close)
+                sample = guided.sample
+            else:
+
+                def sample() -> int:
+                    return chain.sample(llm._ctx, -1)
+
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            ttft = 0.0
+            generated = 0
+            finish: FinishReason = "length"
+            while generated < request.max_tokens:
+                token = sample()
+                if generated == 0:
+                    ttft = time.perf_counter() - started
+                if self.is_end(token):
+                    finish = "eos"
+                    break
+                generated += 1
+                keep_going = on_token(token, decoder.decode(self.piece(token)))
+                if generated >= request.max_tokens:
+                    break
+                if not keep_going:
+                    finish = "stopped"
+                    break
+                llm.eval([token])
         return GenerationStats(
             prompt_tokens=len(prompt),
-            evaluated_tokens=len(evaluated),
+            evaluated_tokens=evaluated,
             generated_tokens=generated,
             ttft_s=ttft,
             total_s=time.perf_counter() - started,
             finish_reason=finish,
         )
+
+    def _make_chain(self, request: GenerationRequest) -> LlamaSampler:
+        """The sampler chain for one reply: end-of-generation mask (if asked), repetition
+        penalty, top-k, top-p, min-p, temperature, then a seeded draw (greedy at temperature 0)."""
+        sampling = request.sampling
+        chain = LlamaSampler()
+        if request.ban_end:
+            chain.add_logit_bias(self._n_vocab, dict.fromkeys(self._end_tokens, -math.inf))
+        chain.add_penalties(
+            n_vocab=self._n_vocab,
+            penalty_last_n=64,
+            penalty_repeat=sampling.repeat_penalty or 1.0,
+            penalty_freq=0.0,
+            penalty_present=0.0,
+        )
+        temperature = sampling.temperature if sampling.temperature is not None else 0.8
+        if temperature <= 0:
+            chain.add_greedy()
+            return chain
+        if sampling.top_k:
+            chain.add_top_k(sampling.top_k)
+        chain.add_top_p(sampling.top_p if sampling.top_p is not None else 1.0, 1)
+        chain.add_min_p(sampling.min_p or 0.0, 1)
+        chain.add_temp(temperature)
+        seed = request.seed if request.seed is not None else self._default_seed
+        chain.add_dist(seed)
+        return chain
 
     def close(self) -> None:
         """Free the model now rather than at garbage collection."""

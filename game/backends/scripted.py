@@ -1,8 +1,8 @@
 """A scripted backend: deterministic replies, a reversible toy tokenizer, a record of every call.
 
 It serves the turn-manager and TUI tests, where the real model would be slow and unpredictable.
-It keeps a KV-cache record the way llama.cpp does (a reused common prefix), so tests can count
-the prompt tokens a turn had to evaluate.
+It keeps a KV-cache record planned the same way as the llama.cpp backend's (a reused prefix, a
+removed and shifted span), so tests can count the prompt tokens a turn had to evaluate.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from game import kvcache
 from game.backends.base import BackendError, GenerationRequest, GenerationStats, TokenCallback
+from game.kvcache import CacheMode
 
 _PIECES = re.compile(r"\s+|\w+|[^\w\s]")
 # Markers that real ChatML models have as single special tokens.
@@ -30,6 +32,7 @@ class RecordedCall:
     prompt: list[int]
     evaluated: int
     reply: str
+    grammar: str | None = None
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ScriptedBackend:
         token_delay_s: Seconds to sleep before each token, to test streaming and stopping.
         fail_on_calls: 1-based numbers of the generate() calls that raise BackendError.
         name: The model name to report.
+        cache_mode: How its pretend KV cache serves a prompt (see :mod:`game.kvcache`).
     """
 
     replies: Script = ("You stand at a crossroads.\n\n- Go north.\n- Go south.\n- Wait.",)
@@ -50,6 +54,8 @@ class ScriptedBackend:
     fail_on_calls: frozenset[int] = frozenset()
     name: str = "scripted"
     chat_template: str | None = None
+    supports_grammar: bool = True
+    cache_mode: CacheMode = "shift"
     calls: list[RecordedCall] = field(default_factory=list)
     _vocab: dict[str, int] = field(default_factory=dict)
     _words: dict[int, str] = field(default_factory=dict)
@@ -101,14 +107,11 @@ class ScriptedBackend:
                 f"prompt of {len(prompt)} tokens + {request.max_tokens} for the reply "
                 f"exceeds the context of {self.n_ctx}"
             )
-        common = 0
-        for cached, token in zip(self._cache, prompt, strict=False):
-            if cached != token:
-                break
-            common += 1
+        cache_plan = kvcache.plan(self._cache, prompt, self.cache_mode)
+        common = cache_plan.reuse
         evaluated = len(prompt) - common
         reply = self._reply_for(prompt)
-        self.calls.append(RecordedCall(prompt, evaluated, reply))
+        self.calls.append(RecordedCall(prompt, evaluated, reply, request.grammar))
         if len(self.calls) in self.fail_on_calls:
             self._cache = prompt[:common]
             raise BackendError(f"scripted failure on call {len(self.calls)}")
@@ -116,7 +119,11 @@ class ScriptedBackend:
         ttft = 0.0
         generated = 0
         finish: str = "eos"
-        for token in self.tokenize(reply, special=False):
+        tokens = self.tokenize(reply, special=False)
+        if request.ban_end and tokens:
+            # No end token: the script repeats until the reply has its fixed length.
+            tokens = (tokens * (request.max_tokens // len(tokens) + 1))[: request.max_tokens]
+        for token in tokens:
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
             if generated == 0:

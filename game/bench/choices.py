@@ -1,0 +1,195 @@
+"""``bench choices``: how often each choice mode ends a reply with N distinct options, and at
+what cost, on the same scenarios, seeds and actions."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+from game.backends.base import Backend
+from game.choices import distinct_count
+from game.prompt import PromptFormat
+from game.scenario import Sampling, Scenario
+from game.session import ChoiceMode, Session
+
+FREE_ACTIONS = (
+    "I look around carefully.",
+    "I listen for any sound.",
+    "I search the nearest shelf.",
+    "I call out and wait for an answer.",
+    "I move on, keeping to the shadows.",
+)
+MODES: tuple[ChoiceMode, ...] = ("guided", "free")
+
+
+@dataclass(frozen=True)
+class TurnSample:
+    mode: str
+    scenario: str
+    turn: int
+    choices: int
+    distinct: int
+    wanted: int
+    reply_tokens: int
+    generated_tokens: int
+    decode_s: float
+    total_s: float
+    option_passes: int
+
+
+@dataclass(frozen=True)
+class ModeSummary:
+    mode: str
+    turns: int
+    exact_share: float
+    none_share: float
+    mean_reply_tokens: float
+    tokens_per_s: float
+    mean_turn_s: float
+    mean_option_passes: float
+
+
+def play_mode(
+    backend: Backend,
+    fmt: PromptFormat,
+    scenarios: list[Scenario],
+    mode: ChoiceMode,
+    *,
+    turns: int,
+    seed: int,
+    max_tokens: int,
+) -> list[TurnSample]:
+    """Play ``turns`` turns of every scenario in ``mode``: the opening, then alternately the
+    offered options and free actions, so both modes face the same kinds of input."""
+    samples: list[TurnSample] = []
+    for scenario in scenarios:
+        session = Session(
+            scenario,
+            backend,
+            fmt,
+            sampling=Sampling(max_tokens=max_tokens),
+            choice_mode=mode,
+            seed=seed,
+        )
+        # The scenario's own reply length must not make one scenario cost more than another.
+        session.sampling = session.sampling.model_copy(update={"max_tokens": max_tokens})
+        action = scenario.opening
+        for turn in range(turns):
+            result = session.play(action)
+            stats = result.stats
+            model_open = len(backend.tokenize(fmt.model_prefix, special=True))
+            model_close = len(backend.tokenize(fmt.model_suffix, special=True))
+            reply_tokens = len(session.exchanges[-1].reply) - model_open - model_close
+            samples.append(
+                TurnSample(
+                    mode=mode,
+                    scenario=scenario.id,
+                    turn=turn + 1,
+                    choices=len(result.choices),
+                    distinct=distinct_count(result.choices),
+                    wanted=scenario.choices,
+                    reply_tokens=reply_tokens,
+                    generated_tokens=stats.generated_tokens,
+                    decode_s=max(stats.total_s - stats.ttft_s, 0.0),
+                    total_s=stats.total_s,
+                    option_passes=result.option_passes,
+                )
+            )
+            if result.choices and turn % 2 == 0:
+                action = result.choices[turn % len(result.choices)]
+            else:
+                action = FREE_ACTIONS[turn % len(FREE_ACTIONS)]
+    return samples
+
+
+def summarize(mode: str, samples: list[TurnSample]) -> ModeSummary:
+    turns = len(samples)
+    exact = sum(s.choices == s.wanted and s.distinct == s.wanted for s in samples)
+    none = sum(s.choices == 0 for s in samples)
+    generated = sum(s.generated_tokens for s in samples)
+    decode = sum(s.decode_s for s in samples)
+    return ModeSummary(
+        mode=mode,
+        turns=turns,
+        exact_share=exact / turns,
+        none_share=none / turns,
+        mean_reply_tokens=statistics.fmean(s.reply_tokens for s in samples),
+        tokens_per_s=generated / decode if decode else 0.0,
+        mean_turn_s=statistics.fmean(s.total_s for s in samples),
+        mean_option_passes=statistics.fmean(s.option_passes for s in samples),
+    )
+
+
+def run(
+    backend: Backend,
+    fmt: PromptFormat,
+    scenarios: list[Scenario],
+    *,
+    turns: int,
+    seed: int,
+    max_tokens: int,
+) -> dict[str, object]:
+    """Run both modes and return the summaries, the guided/free speed ratio and every turn."""
+    summaries: list[ModeSummary] = []
+    samples: list[TurnSample] = []
+    for mode in MODES:
+        mode_samples = play_mode(
+            backend, fmt, scenarios, mode, turns=turns, seed=seed, max_tokens=max_tokens
+        )
+        samples += mode_samples
+        summaries.append(summarize(mode, mode_samples))
+    guided, free = summaries
+    return {
+        "model": backend.name,
+        "format": fmt.name,
+        "scenarios": [scenario.id for scenario in scenarios],
+        "turns_per_scenario": turns,
+        "seed": seed,
+        "max_tokens": max_tokens,
+        "modes": [asdict(summary) for summary in summaries],
+        "guided_over_free_tokens_per_s": (
+            guided.tokens_per_s / free.tokens_per_s if free.tokens_per_s else None
+        ),
+        "turns": [asdict(sample) for sample in samples],
+    }
+
+
+def render(result: dict[str, object]) -> str:
+    from game.bench.table import format_table
+
+    modes = result["modes"]
+    assert isinstance(modes, list)
+    rows = [
+        [
+            m["mode"],
+            m["turns"],
+            f"{m['exact_share']:.1%}",
+            f"{m['none_share']:.1%}",
+            m["mean_reply_tokens"],
+            m["tokens_per_s"],
+            m["mean_turn_s"],
+            m["mean_option_passes"],
+        ]
+        for m in modes
+    ]
+    headers = [
+        "mode",
+        "turns",
+        "N distinct",
+        "no options",
+        "reply tokens",
+        "tokens/s",
+        "s/turn",
+        "option passes",
+    ]
+    ratio = result["guided_over_free_tokens_per_s"]
+    lines = [
+        f"bench choices: {result['model']} ({result['format']}), "
+        f"{len(result['scenarios'])} scenarios x {result['turns_per_scenario']} turns, "  # type: ignore[arg-type]
+        f"seed {result['seed']}, max_tokens {result['max_tokens']}",
+        "",
+        format_table(headers, rows),
+        "",
+        f"tokens/s guided / free: {ratio:.3f}" if ratio else "tokens/s guided / free: n/a",
+    ]
+    return "\n".join(lines)
