@@ -9,18 +9,34 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from game.backends.base import BackendError
+from game.bench.table import format_table
 from game.catalog import builtin_scenarios, find_scenario, scenario_files
-from game.config import ConfigError, Settings
+from game.config import (
+    ConfigError,
+    Settings,
+    default_saves_dir,
+    resolve_model_path,
+    resolve_saves_dir,
+)
 from game.logs import setup_logging
-from game.prompt import FORMATS, UnknownFormatError
+from game.prompt import FORMATS, UnknownFormatError, get_format
+from game.saves import (
+    SaveError,
+    SaveFolder,
+    SaveSlot,
+    default_save_name,
+    model_info,
+    new_session_from_save,
+)
+from game.saves import load as load_save
 from game.scenario import Sampling, load_scenario
-from game.session import SessionError
+from game.session import Session, SessionError
 from game.yamlsource import YamlLoadError
 
 log = logging.getLogger(__name__)
 
 # Errors whose message is already one line meant for the player.
-PLAYER_ERRORS = (BackendError, ConfigError, SessionError, UnknownFormatError)
+PLAYER_ERRORS = (BackendError, ConfigError, SaveError, SessionError, UnknownFormatError)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +66,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
 
 
+def _play_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--headless", action="store_true", help="play in the plain terminal")
+    parser.add_argument("--json", action="store_true", help="with --headless: one JSON per turn")
+    parser.add_argument("--saves", type=Path, metavar="DIR", help="the save folder")
+    parser.add_argument("--no-save", action="store_true", help="do not save the game")
+    _model_options(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m game", description="A local AI text adventure on llama.cpp."
@@ -60,9 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     play = commands.add_parser("play", help="play a scenario")
     play.add_argument("--scenario", help="a built-in scenario id or a scenario file")
-    play.add_argument("--headless", action="store_true", help="play in the plain terminal")
-    play.add_argument("--json", action="store_true", help="with --headless: one JSON per turn")
-    _model_options(play)
+    play.add_argument("--name", help="the save's name (default: scenario and time)")
+    _play_options(play)
+
+    resume = commands.add_parser("resume", help="go on with a saved game")
+    resume.add_argument("save", metavar="FILE_OR_NAME", help="a save file, or a save's name")
+    _play_options(resume)
+
+    saves = commands.add_parser("saves", help="list saved games, newest first")
+    saves.add_argument("--saves", type=Path, metavar="DIR", help="the save folder")
 
     validate = commands.add_parser("validate", help="check scenario files")
     validate.add_argument(
@@ -102,6 +132,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "seed": args.seed,
         "prompt_format": args.format,
         "choice_mode": args.choices,
+        "saves_dir": getattr(args, "saves", None),
     }
     sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens)
     try:
@@ -147,7 +178,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     from game.bench import choices, context
-    from game.config import resolve_model_path
     from game.runtime import choose_format, open_backend
 
     settings = settings_from_args(args)
@@ -184,18 +214,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_play(args: argparse.Namespace) -> int:
-    from game.headless import HeadlessGame
-    from game.runtime import new_session, open_backend
+def cmd_saves(args: argparse.Namespace) -> int:
+    folder = SaveFolder(args.saves or default_saves_dir())
+    entries = folder.listing()
+    if not entries:
+        print(f"no saves in {folder.folder}", file=sys.stderr)
+        return 0
+    rows = []
+    for entry in entries:
+        if entry.save is None:
+            rows.append([entry.path.name, f"UNREADABLE: {entry.problem}", "", "", ""])
+            continue
+        save = entry.save
+        played = save.updated_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        rows.append([save.name, save.scenario.title, save.turn_count, played, entry.path.name])
+    print(format_table(["name", "scenario", "turns", "last played", "file"], rows))
+    return 0
 
-    settings = settings_from_args(args)
-    scenario = find_scenario(args.scenario)
-    if not args.headless:
-        print("The TUI is not built yet: playing in the terminal (--headless).", file=sys.stderr)
-    if not args.json:
-        print("Loading the model...", file=sys.stderr, flush=True)
-    backend = open_backend(settings)
-    session = new_session(settings, scenario, backend)
+
+def _run_headless(args: argparse.Namespace, session: Session, slot: SaveSlot | None) -> int:
+    from game.headless import HeadlessGame
 
     def read_line() -> str | None:
         line = sys.stdin.readline()
@@ -208,8 +246,57 @@ def cmd_play(args: argparse.Namespace) -> int:
         err=sys.stderr,
         json_mode=args.json,
         stream=sys.stdout.isatty(),
+        slot=slot,
     )
     return game.run()
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from game.runtime import new_session, open_backend
+
+    settings = settings_from_args(args)
+    scenario = find_scenario(args.scenario)
+    if not args.headless:
+        print("The TUI is not built yet: playing in the terminal (--headless).", file=sys.stderr)
+    if not args.json:
+        print("Loading the model...", file=sys.stderr, flush=True)
+    backend = open_backend(settings)
+    session = new_session(settings, scenario, backend)
+    slot = None
+    if not args.no_save:
+        folder = SaveFolder(resolve_saves_dir(settings))
+        name = args.name or default_save_name(scenario)
+        slot = SaveSlot.new(folder, name, model_info(resolve_model_path(settings)))
+        if slot.path.exists():
+            raise ConfigError(f"a save named {name!r} exists: resume it, or pick another --name")
+    return _run_headless(args, session, slot)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from game.runtime import choose_format, open_backend
+
+    settings = settings_from_args(args)
+    folder = SaveFolder(resolve_saves_dir(settings))
+    save = load_save(folder.find(args.save))
+    if not args.headless:
+        print("The TUI is not built yet: playing in the terminal (--headless).", file=sys.stderr)
+    model = model_info(resolve_model_path(settings))
+    if (model.file, model.size) != (save.model.file, save.model.size):
+        print(
+            f"note: this game was played on {save.model.file}; it goes on with {model.file}",
+            file=sys.stderr,
+        )
+    backend = open_backend(settings)
+    fmt = (
+        choose_format(settings, backend)
+        if settings.prompt_format
+        else get_format(save.prompt_format)
+    )
+    session = new_session_from_save(save, backend, fmt)
+    if settings.choice_mode:
+        session.choice_mode = settings.choice_mode
+    slot = None if args.no_save else SaveSlot.of(folder, save, model)
+    return _run_headless(args, session, slot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scenarios()
         if args.command == "play":
             return cmd_play(args)
+        if args.command == "resume":
+            return cmd_resume(args)
+        if args.command == "saves":
+            return cmd_saves(args)
         if args.command == "bench":
             return cmd_bench(args)
         parser.print_help()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,7 @@ class Settings(BaseModel):
         choice_mode: ``guided`` (a grammar makes every reply end with its options) or ``free``
             (options are parsed from whatever comes); None follows the scenario (guided unless
             it says otherwise).
+        saves_dir: Where games are saved; None for :func:`default_saves_dir`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +49,7 @@ class Settings(BaseModel):
     prompt_format: str | None = None
     sampling: Sampling = Field(default_factory=Sampling)
     choice_mode: Literal["guided", "free"] | None = None
+    saves_dir: Path | None = None
 
 
 def embedded_model_path() -> Path:
@@ -75,3 +78,17 @@ def resolve_model_path(settings: Settings) -> Path:
     if settings.model_path is None:
         return embedded_model_path()
     return settings.model_path.expanduser()
+
+
+def default_saves_dir() -> Path:
+    """``saves/`` at the project root in a checkout; the user's data folder otherwise."""
+    checkout = PROJECT_ROOT / "saves"
+    if checkout.is_dir():
+        return checkout
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "metharme-adventure" / "saves"
+
+
+def resolve_saves_dir(settings: Settings) -> Path:
+    """The save folder in use."""
+    return (settings.saves_dir or default_saves_dir()).expanduser()

@@ -12,11 +12,13 @@ from typing import TextIO
 
 from game.backends.base import BackendError
 from game.choices import resolve_action
+from game.saves import SaveError, SaveSlot
 from game.session import Session, SessionError, TurnResult
 
 HELP = (
     "Type a choice's number or any action. Commands: /undo (take back the last turn), "
-    "/retry (write the last reply again), /help, /quit."
+    "/redo (put it back), /retry (write the last reply again), /save [NAME] (save, or save "
+    "under a new name; the game also saves itself after every turn), /help, /quit."
 )
 
 
@@ -30,6 +32,7 @@ class HeadlessGame:
         err: Where prompts, notices and errors go.
         json_mode: One JSON object per turn on ``out``.
         stream: Print the reply as it is generated (for a person at a terminal).
+        slot: Where the game saves itself after every change; None to not save.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class HeadlessGame:
         err: TextIO,
         json_mode: bool = False,
         stream: bool = False,
+        slot: SaveSlot | None = None,
     ):
         self.session = session
         self.read_line = read_line
@@ -48,6 +52,44 @@ class HeadlessGame:
         self.err = err
         self.json_mode = json_mode
         self.stream = stream and not json_mode
+        self.slot = slot
+
+    def _autosave(self) -> None:
+        if self.slot is None:
+            return
+        try:
+            self.slot.save(self.session)
+        except SaveError as exc:
+            print(f"warning: the game was not saved: {exc}", file=self.err, flush=True)
+
+    def _save_as(self, name: str) -> None:
+        if self.slot is None:
+            print("error: saving is off in this game", file=self.err, flush=True)
+            return
+        try:
+            path = self.slot.save_as(self.session, name) if name else self.slot.save(self.session)
+        except SaveError as exc:
+            print(f"error: {exc}", file=self.err, flush=True)
+            return
+        print(f"(saved to {path})", file=self.err, flush=True)
+
+    def _show_story_so_far(self) -> None:
+        """Where a resumed story stands: the last reply and its choices."""
+        last = self.session.exchanges[-1]
+        if self.json_mode:
+            state = {
+                "resumed": True,
+                "turn": self.session.turn,
+                "narrative": last.narrative,
+                "choices": last.choices,
+            }
+            print(json.dumps(state, ensure_ascii=False), file=self.out, flush=True)
+            return
+        print(
+            f"(resuming at turn {self.session.turn}; you did: {last.player.text})\n", file=self.out
+        )
+        print(f"{last.narrative}\n", file=self.out)
+        self._show_choices(last.choices)
 
     def _say(self, text: str) -> None:
         print(text, file=self.err if self.json_mode else self.out, flush=True)
@@ -86,22 +128,31 @@ class HeadlessGame:
         except BackendError as exc:
             print(f"error: {exc}", file=self.err, flush=True)
             return
+        self._autosave()
         self._show(result, streamed=self.stream)
 
     def _command(self, line: str) -> bool:
         """Run a /command; return False when the game should end."""
-        command = line.split()[0].lower()
+        command, _, argument = line.partition(" ")
+        command = command.lower()
         if command in ("/quit", "/exit", "/q"):
             return False
         if command == "/help":
             print(HELP, file=self.err, flush=True)
-        elif command == "/undo":
+        elif command == "/save":
+            self._save_as(argument.strip())
+        elif command in ("/undo", "/redo"):
             try:
-                undone = self.session.undo()
+                if command == "/undo":
+                    changed = self.session.undo()
+                    self._say(f"(took back: {changed.player.text})")
+                else:
+                    changed = self.session.redo()
+                    self._say(f"(put back: {changed.player.text})")
             except SessionError as exc:
                 print(f"error: {exc}", file=self.err, flush=True)
                 return True
-            self._say(f"(took back: {undone.player.text})")
+            self._autosave()
             if self.session.exchanges and not self.json_mode:
                 last = self.session.exchanges[-1]
                 print(f"{last.narrative}\n", file=self.out)
@@ -120,7 +171,9 @@ class HeadlessGame:
         scenario = self.session.scenario
         if not self.json_mode:
             print(f"{scenario.title}\n{scenario.description}\n", file=self.out)
-        if not self.session.exchanges:
+        if self.session.exchanges:
+            self._show_story_so_far()
+        else:
             self._turn(self.session.play, scenario.opening)
         while True:
             if not self.json_mode:

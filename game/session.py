@@ -144,6 +144,8 @@ class Session:
         self.system = Segment("system", self.system_prompt, tuple(system_tokens))
         self._model_open = tuple(backend.tokenize(fmt.model_prefix, special=True))
         self.exchanges: list[Exchange] = []
+        # Exchanges taken back by undo, newest last; redo puts them back, a new turn clears them.
+        self.undone: list[Exchange] = []
         self.window_start = 0
         self.generations = 0
         self.headroom = self.budget // 4 if headroom is None else headroom
@@ -251,6 +253,7 @@ class Session:
         self.exchanges.append(
             Exchange(player, segment, parsed.narrative, parsed.choices, reply.cut_short)
         )
+        self.undone.clear()
         self.window_start = start
         return TurnResult(
             turn=len(self.exchanges),
@@ -285,21 +288,44 @@ class Session:
         )
 
     def undo(self) -> Exchange:
-        """Take back the last exchange and return it."""
+        """Take back the last exchange and return it; :meth:`redo` puts it back."""
         if not self.exchanges:
             raise SessionError("there is no turn to undo")
         exchange = self.exchanges.pop()
+        self.undone.append(exchange)
         self.window_start = min(self.window_start, len(self.exchanges))
         return exchange
 
+    def redo(self) -> Exchange:
+        """Put back the exchange last taken back by :meth:`undo` and return it."""
+        if not self.undone:
+            raise SessionError("there is no turn to redo")
+        exchange = self.undone.pop()
+        self.exchanges.append(exchange)
+        return exchange
+
     def retry(self, **kwargs: object) -> TurnResult:
-        """Generate the last reply again for the same action; see :meth:`play`."""
-        last = self.undo()
+        """Generate the last reply again for the same action; see :meth:`play`. The replaced
+        reply is gone (not redoable); when the model fails, it stays."""
+        if not self.exchanges:
+            raise SessionError("there is no reply to retry")
+        last = self.exchanges.pop()
+        window_start = self.window_start
+        self.window_start = min(self.window_start, len(self.exchanges))
+        undone = list(self.undone)
         try:
             return self.play(last.player.text, **kwargs)  # type: ignore[arg-type]
         except BackendError:
             self.exchanges.append(last)
+            self.window_start = window_start
+            self.undone = undone
             raise
+
+    def restore(self, exchanges: list[Exchange], undone: list[Exchange], window_start: int) -> None:
+        """Put a saved game's state back (see :mod:`game.saves`)."""
+        self.exchanges = list(exchanges)
+        self.undone = list(undone)
+        self.window_start = min(max(window_start, 0), len(self.exchanges))
 
 
 class _ReplyWriter:

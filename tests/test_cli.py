@@ -152,3 +152,54 @@ def test_bad_setting_is_one_line(tmp_path, capsys):
         capsys.readouterr().err.strip()
         == "error: n_ctx: Input should be greater than or equal to 256"
     )
+
+
+@pytest.mark.model
+def test_play_autosaves_and_resume_goes_on(tmp_path):
+    saves = tmp_path / "saves"
+    common = ["--headless", "--json", "--seed", "5", "--max-tokens", "120", "--saves", str(saves)]
+    first = run_game(
+        "play", *common, "--name", "Night One", stdin="I open the gate.\n", tmp_path=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    played = [json.loads(line) for line in first.stdout.splitlines()]
+    assert (saves / "night-one.json").is_file()
+
+    listing = run_game("saves", "--saves", str(saves), tmp_path=tmp_path)
+    assert listing.returncode == 0
+    assert "Night One" in listing.stdout and "The House on Hollow Hill" in listing.stdout
+
+    resumed = run_game("resume", "Night One", *common, stdin="/undo\n/redo\n1\n", tmp_path=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = [json.loads(line) for line in resumed.stdout.splitlines()]
+    # First where the story stands, then the new turn, numbered on from the saved ones.
+    assert lines[0] == {
+        "resumed": True,
+        "turn": 2,
+        "narrative": played[-1]["narrative"],
+        "choices": played[-1]["choices"],
+    }
+    assert lines[-1]["turn"] == 3 and lines[-1]["action"] == played[-1]["choices"][0]
+    # The resumed game read its window once, then the new turn.
+    assert lines[-1]["evaluated_tokens"] >= lines[-1]["prompt_tokens"]
+
+    again = run_game("play", *common, "--name", "Night One", stdin="", tmp_path=tmp_path)
+    assert again.returncode == 2 and "a save named 'Night One' exists" in again.stderr
+
+
+def test_saves_lists_unreadable_files_without_touching_them(tmp_path):
+    (tmp_path / "broken.json").write_text('{"schema_version": 1, "name": "x"')
+    proc = run_game("saves", "--saves", str(tmp_path), tmp_path=tmp_path)
+    assert proc.returncode == 0
+    assert "broken.json" in proc.stdout and "UNREADABLE: not valid JSON" in proc.stdout
+    assert (tmp_path / "broken.json").read_text() == '{"schema_version": 1, "name": "x"'
+
+
+def test_resume_of_a_broken_save_is_one_line(tmp_path):
+    (tmp_path / "broken.json").write_text("[]")
+    proc = run_game("resume", "broken", "--headless", "--saves", str(tmp_path), tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"error: {tmp_path / 'broken.json'}: not a save: the top level is a list"
+    )

@@ -55,3 +55,18 @@ def test_json_mode_keeps_stdout_pure():
     turns = [json.loads(line) for line in out.splitlines()]
     assert [turn["turn"] for turn in turns] == [1, 2, 1]
     assert "took back" in err
+
+
+def test_autosave_and_save_as(tmp_path):
+    from game.saves import ModelInfo, SaveFolder, SaveSlot, load
+
+    session = Session(make_scenario(), ScriptedBackend(), METHARME)
+    slot = SaveSlot.new(SaveFolder(tmp_path), "first", ModelInfo(file="m.gguf"))
+    feed = iter(["Go.", "/save", "/save Second Name", "Again.", "/undo", "/redo", "/redo"])
+    out, err = io.StringIO(), io.StringIO()
+    HeadlessGame(session, read_line=lambda: next(feed, None), out=out, err=err, slot=slot).run()
+    assert load(tmp_path / "first.json").turn_count == 2
+    assert load(tmp_path / "second-name.json").turn_count == 3
+    assert f"(saved to {tmp_path / 'second-name.json'})" in err.getvalue()
+    assert "error: there is no turn to redo" in err.getvalue()
+    assert "(put back: Again.)" in out.getvalue()

@@ -1,0 +1,486 @@
+"""Save files: versioned JSON documents that a person can read and diff, written atomically.
+
+A save holds everything needed to go on with the story on any machine: the scenario as it was
+played (embedded, so the save outlives its pack), every turn, the undo/redo state, the prompt
+format, sampling and seed, and which model file it was played on. Token ids are not saved
+(they depend on the model); they are rebuilt when the game is resumed.
+
+Guarantees:
+- A write goes to a temporary file in the same folder, is flushed and fsynced, and is renamed
+  over the old file; the old file is first kept as ``NAME.json.bak``. A crash or ``kill -9`` at
+  any moment leaves the old save or the new one, never a broken file.
+- Writers in several processes take a lock on the folder, so they never interleave.
+- A file that cannot be read gives one line naming the file and what is wrong; it is never
+  modified or deleted, and it never stops the other saves from listing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from game.choices import parse_reply
+from game.prompt import PromptFormat
+from game.scenario import Sampling, Scenario
+from game.session import ChoiceMode, Session
+from game.transcript import Exchange, make_segment, reply_segment
+
+try:  # POSIX; elsewhere saves are still atomic, only not serialized between processes.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+SCHEMA_VERSION = 1
+SAVE_SUFFIX = ".json"
+BACKUP_SUFFIX = ".json.bak"
+MAX_SAVE_BYTES = 32 * 1024 * 1024
+LOCK_NAME = ".lock"
+
+# Upgrades of older documents, each from version N (the key) to N + 1. The first published
+# format is version 1, so none is needed yet; load() walks this table whenever one is.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class SaveError(Exception):
+    """A save cannot be read or written; ``str()`` is one line naming the file."""
+
+    def __init__(self, path: Path, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+class SaveExistsError(SaveError):
+    """The name is taken by another game's save; writing would clobber it."""
+
+
+class SavedTurn(BaseModel):
+    """One turn. ``choices`` and ``cut_short`` are for the model's turns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "model"]
+    text: str
+    choices: list[str] = Field(default_factory=list)
+    cut_short: bool = False
+
+
+class ModelInfo(BaseModel):
+    """The model file a game was played on, to tell the player when it changes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    size: int | None = None
+
+
+class SaveGame(BaseModel):
+    """A saved game (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    game_id: str
+    name: str = Field(min_length=1, max_length=200)
+    created_at: datetime
+    updated_at: datetime
+    scenario: Scenario
+    pack_id: str | None = None
+    scenario_id: str
+    scenario_hash: str
+    prompt_format: str
+    choice_mode: ChoiceMode
+    sampling: Sampling
+    seed: int | None = None
+    generations: int = Field(0, ge=0)
+    window_start: int = Field(0, ge=0)
+    model: ModelInfo
+    turns: list[SavedTurn]
+    redo: list[SavedTurn] = Field(default_factory=list)
+
+    @property
+    def turn_count(self) -> int:
+        """Finished exchanges."""
+        return sum(turn.role == "model" for turn in self.turns)
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """A content hash of a scenario, to tell whether its pack changed since the save."""
+    canonical = json.dumps(scenario.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _turns(exchanges: list[Exchange]) -> list[SavedTurn]:
+    turns: list[SavedTurn] = []
+    for exchange in exchanges:
+        turns.append(SavedTurn(role="user", text=exchange.player.text))
+        turns.append(
+            SavedTurn(
+                role="model",
+                text=exchange.reply.text,
+                choices=exchange.choices,
+                cut_short=exchange.cut_short,
+            )
+        )
+    return turns
+
+
+def snapshot(
+    session: Session,
+    *,
+    name: str,
+    game_id: str | None = None,
+    created_at: datetime | None = None,
+    model: ModelInfo,
+    pack_id: str | None = None,
+) -> SaveGame:
+    """The save document of a session as it stands."""
+    now = datetime.now(UTC)
+    return SaveGame(
+        game_id=game_id or uuid.uuid4().hex,
+        name=name,
+        created_at=created_at or now,
+        updated_at=now,
+        scenario=session.scenario,
+        pack_id=pack_id,
+        scenario_id=session.scenario.id,
+        scenario_hash=scenario_hash(session.scenario),
+        prompt_format=session.format.name,
+        choice_mode=session.choice_mode,
+        sampling=session.sampling,
+        seed=session.seed,
+        generations=session.generations,
+        window_start=session.window_start,
+        model=model,
+        turns=_turns(session.exchanges),
+        # Undone exchanges are stored oldest first, the order a player would redo them in.
+        redo=_turns(list(reversed(session.undone))),
+    )
+
+
+def _exchanges(session: Session, turns: list[SavedTurn]) -> list[Exchange]:
+    backend, fmt = session.backend, session.format
+    exchanges: list[Exchange] = []
+    for player, reply in zip(turns[0::2], turns[1::2], strict=False):
+        parsed = parse_reply(reply.text)
+        exchanges.append(
+            Exchange(
+                make_segment(backend, fmt, "user", player.text),
+                reply_segment(backend, fmt, reply.text, None),
+                parsed.narrative,
+                list(reply.choices),
+                reply.cut_short,
+            )
+        )
+    return exchanges
+
+
+def restore(save: SaveGame, session: Session) -> Session:
+    """Put a save's story into a fresh session of the same scenario (tokens are rebuilt)."""
+    session.generations = save.generations
+    session.restore(
+        _exchanges(session, save.turns),
+        list(reversed(_exchanges(session, save.redo))),
+        save.window_start,
+    )
+    return session
+
+
+def new_session_from_save(save: SaveGame, backend: Any, fmt: PromptFormat) -> Session:
+    """A session that goes on with ``save``'s story on ``backend``."""
+    session = Session(
+        save.scenario,
+        backend,
+        fmt,
+        sampling=save.sampling,
+        choice_mode=save.choice_mode,
+        seed=save.seed,
+    )
+    return restore(save, session)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+def safe_filename(name: str) -> str:
+    """A file name (without suffix) made from a player's save name: letters, digits, ``-`` and
+    ``_`` only, so no separators, no ``..``, no hidden files; never empty."""
+    slug = re.sub(r"[^\w-]+", "-", name.strip(), flags=re.ASCII).strip("-_.").lower()
+    return slug[:64].rstrip("-_") or "save"
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Serialize writers in every process using ``folder``."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(folder / LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform lets a folder be opened
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole,
+    keeping the old one as the backup. Call it with the folder's lock held."""
+    folder = path.parent
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if path.exists():
+            backup = path.with_name(path.stem + BACKUP_SUFFIX)
+            # The backup is a second link to the old file: the save's own name never goes
+            # missing, not even for a moment.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(backup)
+            try:
+                os.link(path, backup)
+            except OSError:  # a file system without hard links
+                backup.write_bytes(path.read_bytes())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+def _problem(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "save"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def load(path: Path) -> SaveGame:
+    """Read a save, migrating an older schema version.
+
+    Raises:
+        SaveError: one line naming the file and what is wrong; the file is left untouched.
+    """
+    try:
+        size = path.stat().st_size
+        if size > MAX_SAVE_BYTES:
+            raise SaveError(path, f"the file is {size} bytes; a save is at most {MAX_SAVE_BYTES}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SaveError(path, exc.strerror or str(exc)) from None
+    if not raw.strip():
+        raise SaveError(path, "the file is empty")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SaveError(path, f"not UTF-8 text (bad byte at offset {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise SaveError(
+            path, f"not valid JSON, truncated or damaged ({exc.msg} at {where})"
+        ) from None
+    if not isinstance(document, dict):
+        raise SaveError(path, f"not a save: the top level is a {type(document).__name__}")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SaveError(path, "not a save: it has no schema_version")
+    if version > SCHEMA_VERSION:
+        raise SaveError(
+            path,
+            f"written by a newer version of the game (schema {version}; this one reads up to "
+            f"{SCHEMA_VERSION}): update the game to load it",
+        )
+    while version < SCHEMA_VERSION:
+        migrate = MIGRATIONS.get(version)
+        if migrate is None:
+            raise SaveError(path, f"schema version {version} is too old to load")
+        document = migrate(document)
+        version += 1
+        document["schema_version"] = version
+    try:
+        return SaveGame.model_validate(document)
+    except ValidationError as exc:
+        raise SaveError(path, f"not a valid save: {_problem(exc)}") from None
+
+
+@dataclass(frozen=True)
+class SaveListing:
+    """One file of a save folder: the save, or why it cannot be read."""
+
+    path: Path
+    save: SaveGame | None
+    problem: str | None
+
+
+class SaveFolder:
+    """The saves in one folder.
+
+    Args:
+        folder: Where the save files live; made when the first save is written.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path_for(self, name: str) -> Path:
+        """The file a save of this name goes to."""
+        return self.folder / (safe_filename(name) + SAVE_SUFFIX)
+
+    def find(self, name_or_path: str) -> Path:
+        """A save named by its file path, its file name, or its save name.
+
+        Raises:
+            SaveError: when no such save exists.
+        """
+        given = Path(name_or_path).expanduser()
+        for candidate in (given, self.folder / given, self.path_for(name_or_path)):
+            if candidate.is_file():
+                return candidate
+        raise SaveError(given, f"no such save (looked in {self.folder})")
+
+    def write(self, save: SaveGame, path: Path, *, overwrite: bool = False) -> None:
+        """Write ``save`` to ``path`` atomically.
+
+        Raises:
+            SaveExistsError: when ``path`` holds another game's save (or a file that is not a
+                save) and ``overwrite`` is False: nothing is clobbered without asking.
+            SaveError: when the file cannot be written.
+        """
+        data = (
+            json.dumps(save.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        ).encode()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with _folder_lock(self.folder):
+                if path.exists() and not overwrite:
+                    try:
+                        other = load(path).game_id
+                    except SaveError:
+                        other = None
+                    if other != save.game_id:
+                        raise SaveExistsError(path, "another save has this name")
+                write_atomic(path, data)
+        except OSError as exc:
+            raise SaveError(path, f"cannot write: {exc.strerror or exc}") from None
+
+    def listing(self) -> list[SaveListing]:
+        """Every save file, newest first; unreadable ones last, each with its problem."""
+        if not self.folder.is_dir():
+            return []
+        readable: list[SaveListing] = []
+        broken: list[SaveListing] = []
+        for path in sorted(self.folder.glob("*" + SAVE_SUFFIX)):
+            if path.name.startswith("."):
+                continue
+            try:
+                readable.append(SaveListing(path, load(path), None))
+            except SaveError as exc:
+                broken.append(SaveListing(path, None, exc.message))
+        readable.sort(key=lambda entry: entry.save.updated_at if entry.save else 0, reverse=True)
+        return readable + broken
+
+    def newest(self) -> Path | None:
+        """The most recently played readable save, if any."""
+        for entry in self.listing():
+            if entry.save is not None:
+                return entry.path
+        return None
+
+
+def default_save_name(scenario: Scenario, when: datetime | None = None) -> str:
+    """A save name from the scenario and the time: ``haunted-house 2026-11-27 18-30``."""
+    when = when or datetime.now().astimezone()
+    return f"{scenario.id} {when:%Y-%m-%d %H-%M-%S}"
+
+
+@dataclass
+class SaveSlot:
+    """Where one game saves itself: its name, its file, and who it is (so that an autosave
+    overwrites its own file but never another game's).
+
+    Attributes:
+        folder: The save folder.
+        name: The player's name for the save.
+        game_id: The game's identity, kept across saves and resumes.
+        created_at: When the game began.
+        model: The model file it is played on now.
+        pack_id: The pack its scenario came from, if known.
+    """
+
+    folder: SaveFolder
+    name: str
+    game_id: str
+    created_at: datetime
+    model: ModelInfo
+    pack_id: str | None = None
+
+    @classmethod
+    def new(
+        cls, folder: SaveFolder, name: str, model: ModelInfo, pack_id: str | None = None
+    ) -> SaveSlot:
+        return cls(folder, name, uuid.uuid4().hex, datetime.now(UTC), model, pack_id)
+
+    @classmethod
+    def of(cls, folder: SaveFolder, save: SaveGame, model: ModelInfo) -> SaveSlot:
+        """The slot of a loaded save, now played on ``model``."""
+        return cls(folder, save.name, save.game_id, save.created_at, model, save.pack_id)
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path_for(self.name)
+
+    def save(self, session: Session, *, overwrite: bool = False) -> Path:
+        """Write the session to this slot's file; see :meth:`SaveFolder.write`."""
+        document = snapshot(
+            session,
+            name=self.name,
+            game_id=self.game_id,
+            created_at=self.created_at,
+            model=self.model,
+            pack_id=self.pack_id,
+        )
+        self.folder.write(document, self.path, overwrite=overwrite)
+        return self.path
+
+    def save_as(self, session: Session, name: str, *, overwrite: bool = False) -> Path:
+        """Save under a new name; later saves of this game go there."""
+        previous = self.name
+        self.name = name
+        try:
+            return self.save(session, overwrite=overwrite)
+        except SaveError:
+            self.name = previous
+            raise
+
+
+def model_info(path: Path) -> ModelInfo:
+    """The name and size of a model file."""
+    try:
+        size: int | None = path.stat().st_size
+    except OSError:
+        size = None
+    return ModelInfo(file=path.name, size=size)
