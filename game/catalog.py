@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from game.config import PROJECT_ROOT, ConfigError
@@ -53,3 +54,23 @@ def find_scenario(ref: str | None) -> Scenario:
         known = ", ".join(sorted(scenarios)) or "none"
         raise ConfigError(f"no scenario with id {ref!r} (built-in: {known})")
     return scenarios[ref][0]
+
+
+@dataclass(frozen=True)
+class ScenarioEntry:
+    """A scenario as the start screen lists it: with the pack it came from."""
+
+    scenario: Scenario
+    path: Path
+    pack_id: str
+    pack_title: str
+
+
+def builtin_entries() -> list[ScenarioEntry]:
+    """The built-in scenarios, each with its pack (its folder under ``scenarios/``)."""
+    root = builtin_scenarios_dir()
+    entries = []
+    for scenario, path in builtin_scenarios().values():
+        pack = path.parent.name if path.parent != root else "builtin"
+        entries.append(ScenarioEntry(scenario, path, pack, pack.replace("-", " ").title()))
+    return sorted(entries, key=lambda entry: (entry.pack_id, entry.scenario.title))

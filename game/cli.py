@@ -7,14 +7,25 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from game.backends.base import BackendError
 from game.bench.table import format_table
-from game.catalog import builtin_scenarios, find_scenario, scenario_files
+from game.catalog import (
+    SCENARIO_SUFFIXES,
+    ScenarioEntry,
+    builtin_entries,
+    builtin_scenarios,
+    find_scenario,
+    scenario_files,
+)
 from game.config import (
     ConfigError,
     Settings,
     default_saves_dir,
+    load_settings,
     resolve_model_path,
     resolve_saves_dir,
 )
@@ -29,8 +40,11 @@ from game.saves import (
     new_session_from_save,
 )
 from game.saves import load as load_save
-from game.scenario import Sampling, load_scenario
+from game.scenario import Scenario, load_scenario
 from game.session import Session, SessionError
+
+if TYPE_CHECKING:
+    from game.tui.app import StartAt
 from game.yamlsource import YamlLoadError
 
 log = logging.getLogger(__name__)
@@ -122,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from the command line; what is not given keeps its default."""
+def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    """The player's saved settings (``base``) with what the command line gives on top."""
+    base = base or Settings()
     values = {
         "model_path": args.model,
         "n_ctx": args.n_ctx,
@@ -134,17 +149,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "choice_mode": args.choices,
         "saves_dir": getattr(args, "saves", None),
     }
-    sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens)
+    sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    data = base.model_dump()
+    data.update({key: value for key, value in values.items() if value is not None})
+    data["sampling"].update({key: value for key, value in sampling.items() if value is not None})
     try:
-        return Settings(
-            **{key: value for key, value in values.items() if value is not None},
-            sampling=sampling,
-        )
-    except ValueError as exc:
-        first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[union-attr]
-        if first:
-            raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        raise ConfigError(str(exc)) from None
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def cmd_validate(paths: Sequence[Path]) -> int:
@@ -180,7 +193,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from game.bench import choices, context
     from game.runtime import choose_format, open_backend
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, load_settings())
     seed = settings.seed if settings.seed is not None else 1
     if args.which == "choices":
         scenarios = [scenario for scenario, _ in builtin_scenarios().values()]
@@ -215,7 +228,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_saves(args: argparse.Namespace) -> int:
-    folder = SaveFolder(args.saves or default_saves_dir())
+    folder = SaveFolder(args.saves or load_settings().saves_dir or default_saves_dir())
     entries = folder.listing()
     if not entries:
         print(f"no saves in {folder.folder}", file=sys.stderr)
@@ -251,13 +264,37 @@ def _run_headless(args: argparse.Namespace, session: Session, slot: SaveSlot | N
     return game.run()
 
 
+def entry_for(scenario: Scenario, ref: str | None) -> ScenarioEntry:
+    """The catalog entry of a scenario named on the command line (a file is a pack of one)."""
+    for entry in builtin_entries():
+        if entry.scenario.id == scenario.id and (
+            ref is None or not ref.endswith(SCENARIO_SUFFIXES)
+        ):
+            return entry
+    path = Path(ref) if ref else Path(scenario.id)
+    return ScenarioEntry(scenario, path, "file", path.name)
+
+
+def run_tui(settings: Settings, start: StartAt | None = None) -> int:
+    """Open the TUI on ``start`` (the start screen when None)."""
+    from game.runtime import open_backend
+    from game.tui.app import AdventureApp
+
+    app = AdventureApp(
+        settings=settings, entries=builtin_entries(), backend_factory=open_backend, start=start
+    )
+    app.run()
+    return app.return_code or 0
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     from game.runtime import new_session, open_backend
+    from game.tui.app import StartAt
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, load_settings())
     scenario = find_scenario(args.scenario)
     if not args.headless:
-        print("The TUI is not built yet: playing in the terminal (--headless).", file=sys.stderr)
+        return run_tui(settings, StartAt(entry=entry_for(scenario, args.scenario)))
     if not args.json:
         print("Loading the model...", file=sys.stderr, flush=True)
     backend = open_backend(settings)
@@ -274,12 +311,14 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from game.runtime import choose_format, open_backend
+    from game.tui.app import StartAt
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, load_settings())
     folder = SaveFolder(resolve_saves_dir(settings))
-    save = load_save(folder.find(args.save))
+    path = folder.find(args.save)
     if not args.headless:
-        print("The TUI is not built yet: playing in the terminal (--headless).", file=sys.stderr)
+        return run_tui(settings, StartAt(save=path))
+    save = load_save(path)
     model = model_info(resolve_model_path(settings))
     if (model.file, model.size) != (save.model.file, save.model.size):
         print(
@@ -302,7 +341,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    log_file = setup_logging(verbose=args.verbose, log_file=args.log_file)
+    headless = args.command in ("validate", "scenarios", "saves", "bench") or getattr(
+        args, "headless", False
+    )
+    log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
         if args.command == "validate":
             return cmd_validate(args.paths)
@@ -316,8 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_saves(args)
         if args.command == "bench":
             return cmd_bench(args)
-        parser.print_help()
-        return 0
+        return run_tui(load_settings())
     except PLAYER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

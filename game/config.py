@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from game.scenario import Sampling
 
@@ -92,3 +93,42 @@ def default_saves_dir() -> Path:
 def resolve_saves_dir(settings: Settings) -> Path:
     """The save folder in use."""
     return (settings.saves_dir or default_saves_dir()).expanduser()
+
+
+def config_file() -> Path:
+    """The player's settings file (``$XDG_CONFIG_HOME/metharme-adventure/config.yaml``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "metharme-adventure" / "config.yaml"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """The saved settings, or the defaults when there is no file.
+
+    Raises:
+        ConfigError: one line naming the file and the first problem, when it is unreadable.
+    """
+    path = path or config_file()
+    if not path.exists():
+        return Settings()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return Settings.model_validate(data)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the settings: {exc}".splitlines()[0]) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings that differ from the defaults, atomically."""
+    path = path or config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = settings.model_dump(mode="json", exclude_defaults=True)
+    if "sampling" in data:
+        data["sampling"] = {k: v for k, v in data["sampling"].items() if v is not None}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    os.replace(temporary, path)
+    return path

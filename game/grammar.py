@@ -1,9 +1,9 @@
 """GBNF grammars that make a model end its reply with exactly N options. Pure functions.
 
 The reply grammar lets the narrative flow freely (any characters, several lines and paragraphs)
-as long as no line of it starts like a list item, then requires a blank line and exactly N
-``- `` lines of bounded length, then the end of the reply. The options grammar is the block alone,
-for continuing a reply whose narrative is already written.
+as long as no line of it starts like a list item (``-``, ``*``, ``•``, ``1.``, ``2)``), then
+requires a blank line and exactly N ``- `` lines of bounded length, then the end of the reply.
+The options grammar is the block alone, for continuing a reply whose narrative is written.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ def reply_grammar(count: int) -> str:
     """A whole reply: narrative, a blank line, exactly ``count`` options, the end."""
     return (
         f'root ::= " "? narrative "{OPTIONS_LEAD.encode("unicode_escape").decode()}" options\n'
-        # A narrative line may start with anything but a list marker or white space; lines are
-        # separated by one newline, paragraphs by two.
+        # A narrative line may start with anything but white space or a list marker (a bullet,
+        # or a number followed by "." or ")"), so the options are the reply's only list; lines
+        # are separated by one newline, paragraphs by two.
         'narrative ::= line ("\\n" "\\n"? line)*\n'
-        "line ::= [^\\n \\t*•-] [^\\n]*\n"
+        "line ::= [^\\n \\t*•0-9-] [^\\n]* | [0-9]+ ([^\\n.)0-9] [^\\n]*)?\n"
         f"{_options_rule(count)}\n"
         f"{_COMMON.strip()}\n"
     )

@@ -18,9 +18,12 @@ def default_log_file() -> Path:
     return state_dir() / "game.log"
 
 
-def setup_logging(*, verbose: bool = False, log_file: Path | None = None) -> Path | None:
+def setup_logging(
+    *, verbose: bool = False, log_file: Path | None = None, console: bool = True
+) -> Path | None:
     """Send all records to a rotating log file, and warnings from the game (never llama.cpp's
-    chatter, unless ``verbose``) to stderr.
+    chatter, unless ``verbose``) to stderr; with ``console`` False (the TUI owns the terminal)
+    nothing goes to stderr.
 
     Returns:
         The log file in use, or None when it could not be opened (then stderr gets warnings only).
@@ -29,12 +32,13 @@ def setup_logging(*, verbose: bool = False, log_file: Path | None = None) -> Pat
     root.setLevel(logging.DEBUG)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    console = logging.StreamHandler()
-    console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    if not verbose:
-        console.addFilter(lambda record: not record.name.startswith("game.llama_cpp"))
-    root.addHandler(console)
+    if console:
+        stderr = logging.StreamHandler()
+        stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        if not verbose:
+            stderr.addFilter(lambda record: not record.name.startswith("game.llama_cpp"))
+        root.addHandler(stderr)
     path = log_file or default_log_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

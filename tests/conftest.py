@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from game.backends.scripted import ScriptedBackend
@@ -9,6 +11,25 @@ from game.prompt import METHARME
 from game.scenario import Scenario
 from game.session import Session
 from tests.factories import REPLY, make_scenario
+
+
+@pytest.fixture(autouse=True)
+def private_folders(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Keep every test (and the games it starts in subprocesses) away from the player's own
+    settings, log and saves: a settings file of its own points the saves at a temporary folder."""
+    home = tmp_path_factory.mktemp("home")
+    for variable, folder in (
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_STATE_HOME", "state"),
+        ("XDG_DATA_HOME", "data"),
+    ):
+        monkeypatch.setenv(variable, str(home / folder))
+    config = home / "config" / "metharme-adventure" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"saves_dir: {home / 'saves'}\n")
+    return home
 
 
 @pytest.fixture

@@ -52,7 +52,7 @@ GOOD = [
     "The hall is dark.\n\nA second paragraph: dust, cobwebs; a clock (stopped) at 3:15!\nAnd a third line."
     + OPTIONS,
     "Der Wind heult über die Heide. Œuvre, naïve café — 東京の夜は静かだ。 🙂" + OPTIONS,
-    "—Quiet, she whispers.\n1. This numbered line is prose." + OPTIONS,
+    "—Quiet, she whispers.\n3 men enter. 1984 was a long year, and 12:15 is late." + OPTIONS,
 ]
 BAD = [
     "You stand at the gate.",  # no options
@@ -63,6 +63,7 @@ BAD = [
     "- Open the door.\n- Knock twice.\n- Walk away.",  # no narrative
     "You stand at the gate.\n- a list inside the story\n\nMore."
     + OPTIONS,  # list line in narrative
+    "You stand at the gate.\n1. a numbered list\n2) inside it" + OPTIONS,  # numbered list
     "You stand at the gate.\n\n- "
     + "x" * 120
     + "\n- Knock twice.\n- Walk away.",  # option too long

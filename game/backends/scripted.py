@@ -46,6 +46,8 @@ class ScriptedBackend:
         fail_on_calls: 1-based numbers of the generate() calls that raise BackendError.
         name: The model name to report.
         cache_mode: How its pretend KV cache serves a prompt (see :mod:`game.kvcache`).
+        token_seconds: Report timings as if each token took this long (deterministic numbers
+            for snapshots); None reports the real time taken.
     """
 
     replies: Script = ("You stand at a crossroads.\n\n- Go north.\n- Go south.\n- Wait.",)
@@ -56,6 +58,7 @@ class ScriptedBackend:
     chat_template: str | None = None
     supports_grammar: bool = True
     cache_mode: CacheMode = "shift"
+    token_seconds: float | None = None
     calls: list[RecordedCall] = field(default_factory=list)
     _vocab: dict[str, int] = field(default_factory=dict)
     _words: dict[int, str] = field(default_factory=dict)
@@ -137,11 +140,14 @@ class ScriptedBackend:
                 finish = "stopped"
                 break
             self._cache.append(token)
+        total = time.perf_counter() - started
+        if self.token_seconds is not None:
+            ttft, total = self.token_seconds, self.token_seconds * max(generated, 1)
         return GenerationStats(
             prompt_tokens=len(prompt),
             evaluated_tokens=evaluated,
             generated_tokens=generated,
             ttft_s=ttft,
-            total_s=time.perf_counter() - started,
+            total_s=total,
             finish_reason=finish,  # type: ignore[arg-type]
         )

@@ -1,0 +1,113 @@
+"""The start screen: every scenario found, a filter, and continue / load near the top."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, OptionList
+from textual.widgets.option_list import Option
+
+from game.catalog import ScenarioEntry
+
+if TYPE_CHECKING:
+    from game.tui.app import AdventureApp
+
+
+def _matches(entry: ScenarioEntry, query: str) -> bool:
+    scenario = entry.scenario
+    haystack = " ".join(
+        [scenario.id, scenario.title, scenario.description, entry.pack_title, *scenario.tags]
+    ).casefold()
+    return all(word in haystack for word in query.casefold().split())
+
+
+def _label(entry: ScenarioEntry) -> Text:
+    scenario = entry.scenario
+    text = Text()
+    text.append(scenario.title, style="bold")
+    text.append(f"  ({entry.pack_title})", style="dim")
+    if scenario.tags:
+        text.append("  " + " ".join(f"#{tag}" for tag in scenario.tags), style="italic")
+    text.append(f"\n{scenario.description}\n")
+    return text
+
+
+class StartScreen(Screen[None]):
+    """Pick a scenario, continue the newest save, or load another."""
+
+    BINDINGS = [
+        Binding("ctrl+o", "app.load", "Load"),
+        Binding("f2", "app.settings", "Settings"),
+        Binding("ctrl+f", "focus_filter", "Filter"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal(id="start-actions"):
+            yield Button("Continue", id="continue", variant="primary")
+            yield Button("Load…", id="load")
+            yield Button("Settings", id="settings")
+        yield Input(placeholder="Filter scenarios by title, pack, tag…", id="filter")
+        yield OptionList(id="scenarios")
+        yield Footer()
+
+    @property
+    def adventure(self) -> AdventureApp:
+        return self.app  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        self.title = "Metharme Adventure"
+        self.sub_title = "choose a scenario"
+        newest = self.adventure.saves.newest()
+        button = self.query_one("#continue", Button)
+        if newest is None:
+            button.display = False
+        else:
+            button.label = f"Continue: {newest.stem}"
+        self._fill("")
+        self.query_one("#scenarios", OptionList).focus()
+
+    def _fill(self, query: str) -> None:
+        options = self.query_one("#scenarios", OptionList)
+        options.clear_options()
+        for index, entry in enumerate(self.adventure.entries):
+            if _matches(entry, query):
+                options.add_option(Option(_label(entry), id=str(index)))
+        if options.option_count:
+            options.highlighted = 0
+
+    @on(Input.Changed, "#filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self._fill(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#scenarios", OptionList).focus()
+
+    @on(OptionList.OptionSelected, "#scenarios")
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            self.adventure.start_game(self.adventure.entries[int(event.option.id)])
+
+    @on(Button.Pressed, "#continue")
+    def _continue(self) -> None:
+        newest = self.adventure.saves.newest()
+        if newest is not None:
+            self.adventure.resume(newest)
+
+    @on(Button.Pressed, "#load")
+    def _load(self) -> None:
+        self.adventure.action_load()
+
+    @on(Button.Pressed, "#settings")
+    def _settings(self) -> None:
+        self.adventure.action_settings()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
