@@ -1,76 +1,85 @@
-"""Find scenarios: the built-in ones in ``scenarios/``, or a file named on the command line."""
+"""Where scenarios come from: the packs of every source, and a scenario file named directly."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from game.config import PROJECT_ROOT, ConfigError
+from game.packs import SCENARIO_SUFFIXES, Catalog, Source, discover, packs_in
 from game.scenario import Scenario, load_scenario
-
-SCENARIO_SUFFIXES = (".yaml", ".yml")
-
-
-def builtin_scenarios_dir() -> Path:
-    """The built-in scenario folder: ``scenarios/`` in a checkout, bundled data in a wheel."""
-    checkout = PROJECT_ROOT / "scenarios"
-    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_scenarios"
-
-
-def scenario_files(folder: Path) -> list[Path]:
-    """Scenario files below ``folder``, sorted (pack manifests are not scenarios)."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix in SCENARIO_SUFFIXES and path.is_file() and path.stem != "pack"
-    )
-
-
-def builtin_scenarios() -> dict[str, tuple[Scenario, Path]]:
-    """Every built-in scenario by id."""
-    found: dict[str, tuple[Scenario, Path]] = {}
-    for path in scenario_files(builtin_scenarios_dir()):
-        scenario = load_scenario(path)
-        found[scenario.id] = (scenario, path)
-    return found
-
 
 DEFAULT_SCENARIO = "haunted-house"
 
 
-def find_scenario(ref: str | None) -> Scenario:
-    """The scenario a player named: a file path, or a built-in id; None for the default.
+def builtin_packs_dir() -> Path:
+    """The built-in packs: ``scenarios/`` in a checkout, bundled data in a wheel."""
+    checkout = PROJECT_ROOT / "scenarios"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "_scenarios"
 
-    Raises:
-        ConfigError: when no scenario has that id.
-        YamlLoadError: when the file is not a valid scenario.
-    """
-    ref = ref or DEFAULT_SCENARIO
-    path = Path(ref).expanduser()
-    if path.suffix in SCENARIO_SUFFIXES or path.exists():
-        return load_scenario(path)
-    scenarios = builtin_scenarios()
-    if ref not in scenarios:
-        known = ", ".join(sorted(scenarios)) or "none"
-        raise ConfigError(f"no scenario with id {ref!r} (built-in: {known})")
-    return scenarios[ref][0]
+
+def user_packs_dir() -> Path:
+    """Packs the player installed (``$XDG_DATA_HOME/metharme-adventure/packs``)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "metharme-adventure" / "packs"
+
+
+def pack_sources(extra: Sequence[Path] = ()) -> list[tuple[Source, Path]]:
+    """Every pack to load, highest precedence first: ``--pack`` paths, the player's packs
+    folder, then the built-in packs."""
+    sources: list[tuple[Source, Path]] = [("command line", path) for path in extra]
+    sources += [("user", path) for path in packs_in(user_packs_dir())]
+    sources += [("builtin", path) for path in packs_in(builtin_packs_dir())]
+    return sources
+
+
+def load_catalog(extra: Sequence[Path] = ()) -> Catalog:
+    """All packs of every source (see :func:`pack_sources`)."""
+    return discover(pack_sources(extra))
+
+
+def builtin_catalog() -> Catalog:
+    """The built-in packs alone (what the benchmarks play)."""
+    return discover([("builtin", path) for path in packs_in(builtin_packs_dir())])
 
 
 @dataclass(frozen=True)
 class ScenarioEntry:
-    """A scenario as the start screen lists it: with the pack it came from."""
+    """A scenario as the game offers it: with the pack it came from."""
 
     scenario: Scenario
-    path: Path
+    path: str
     pack_id: str
     pack_title: str
 
 
-def builtin_entries() -> list[ScenarioEntry]:
-    """The built-in scenarios, each with its pack (its folder under ``scenarios/``)."""
-    root = builtin_scenarios_dir()
-    entries = []
-    for scenario, path in builtin_scenarios().values():
-        pack = path.parent.name if path.parent != root else "builtin"
-        entries.append(ScenarioEntry(scenario, path, pack, pack.replace("-", " ").title()))
-    return sorted(entries, key=lambda entry: (entry.pack_id, entry.scenario.title))
+def entries(catalog: Catalog) -> list[ScenarioEntry]:
+    """Every scenario of the catalog, sorted by pack and title."""
+    found = [
+        ScenarioEntry(item.scenario, f"{pack.location}/{item.path}", pack.id, pack.manifest.title)
+        for pack, item in catalog.entries()
+    ]
+    return sorted(found, key=lambda entry: (entry.pack_title, entry.scenario.title))
+
+
+def find_entry(ref: str | None, catalog: Catalog) -> ScenarioEntry:
+    """The scenario a player named: ``pack/scenario``, a bare id, or a scenario file.
+
+    Raises:
+        ConfigError: when nothing (or more than one scenario) answers to ``ref``.
+        YamlLoadError: when a file was named and it is not a valid scenario.
+    """
+    ref = ref or DEFAULT_SCENARIO
+    path = Path(ref).expanduser()
+    if path.suffix in SCENARIO_SUFFIXES or path.is_file():
+        scenario = load_scenario(path)
+        return ScenarioEntry(scenario, str(path), "file", path.name)
+    try:
+        pack, item = catalog.find(ref)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
+    return ScenarioEntry(
+        item.scenario, f"{pack.location}/{item.path}", pack.id, pack.manifest.title
+    )

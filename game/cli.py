@@ -14,12 +14,11 @@ from pydantic import ValidationError
 from game.backends.base import BackendError
 from game.bench.table import format_table
 from game.catalog import (
-    SCENARIO_SUFFIXES,
     ScenarioEntry,
-    builtin_entries,
-    builtin_scenarios,
-    find_scenario,
-    scenario_files,
+    builtin_catalog,
+    entries,
+    find_entry,
+    load_catalog,
 )
 from game.config import (
     ConfigError,
@@ -30,6 +29,7 @@ from game.config import (
     resolve_saves_dir,
 )
 from game.logs import setup_logging
+from game.packs import SCENARIO_SUFFIXES, Catalog, PackError, is_pack, load_pack
 from game.prompt import FORMATS, UnknownFormatError, get_format
 from game.saves import (
     SaveError,
@@ -40,7 +40,7 @@ from game.saves import (
     new_session_from_save,
 )
 from game.saves import load as load_save
-from game.scenario import Scenario, load_scenario
+from game.scenario import load_scenario
 from game.session import Session, SessionError
 
 if TYPE_CHECKING:
@@ -80,6 +80,17 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
 
 
+def _pack_option(parser: argparse.ArgumentParser, dest: str = "packs") -> None:
+    parser.add_argument(
+        "--pack",
+        action="append",
+        type=Path,
+        dest=dest,
+        metavar="PATH",
+        help="also load this pack (a folder or .zip); repeatable",
+    )
+
+
 def _play_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--headless", action="store_true", help="play in the plain terminal")
     parser.add_argument("--json", action="store_true", help="with --headless: one JSON per turn")
@@ -94,26 +105,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log everything to stderr")
     parser.add_argument("--log-file", type=Path, help="where to write the log")
+    _pack_option(parser, dest="top_packs")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     play = commands.add_parser("play", help="play a scenario")
-    play.add_argument("--scenario", help="a built-in scenario id or a scenario file")
+    play.add_argument(
+        "--scenario",
+        help="pack/scenario, a scenario id, or a scenario file (default haunted-house)",
+    )
+    _pack_option(play)
     play.add_argument("--name", help="the save's name (default: scenario and time)")
     _play_options(play)
 
     resume = commands.add_parser("resume", help="go on with a saved game")
     resume.add_argument("save", metavar="FILE_OR_NAME", help="a save file, or a save's name")
+    _pack_option(resume)
     _play_options(resume)
 
     saves = commands.add_parser("saves", help="list saved games, newest first")
     saves.add_argument("--saves", type=Path, metavar="DIR", help="the save folder")
 
-    validate = commands.add_parser("validate", help="check scenario files")
+    validate = commands.add_parser("validate", help="check scenario files and packs")
     validate.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH", help="scenario files, or folders of them"
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="scenario files, folders of them, or packs (a folder with pack.yaml, or a .zip)",
     )
 
-    commands.add_parser("scenarios", help="list the built-in scenarios")
+    scenarios = commands.add_parser("scenarios", help="list every scenario of every pack")
+    _pack_option(scenarios)
+    packs = commands.add_parser("packs", help="list the packs found and their scenarios")
+    _pack_option(packs)
 
     bench = commands.add_parser("bench", help="measure the engine on a model (prints a table)")
     bench.add_argument(
@@ -160,30 +184,71 @@ def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -
         raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def cmd_validate(paths: Sequence[Path]) -> int:
-    files: list[Path] = []
-    for path in paths:
-        files.extend(scenario_files(path) if path.is_dir() else [path])
-    problems = 0
-    for file in files:
+def _catalog(args: argparse.Namespace) -> Catalog:
+    """The packs of every source, with the ``--pack`` paths given (before or after the command)."""
+    extra = [*(getattr(args, "top_packs", None) or []), *(getattr(args, "packs", None) or [])]
+    return load_catalog(extra)
+
+
+def _validate_path(path: Path) -> tuple[int, list[str]]:
+    """Check a scenario file, a folder of them, or a pack; return (files checked, problems)."""
+    if is_pack(path):
         try:
-            load_scenario(file)
-        except YamlLoadError as exc:
-            for problem in exc.problems:
-                print(problem)
-            problems += len(exc.problems)
-    if not files:
+            pack = load_pack(path)
+        except PackError as exc:
+            return 1, [str(problem) for problem in exc.problems]
+        return len(pack.scenarios) + 1, [str(problem) for problem in pack.problems]
+    if path.is_dir():
+        checked, problems = 0, []
+        for child in sorted(path.iterdir()):
+            if child.is_dir() or child.suffix in SCENARIO_SUFFIXES:
+                count, found = _validate_path(child)
+                checked, problems = checked + count, problems + found
+        return checked, problems
+    try:
+        load_scenario(path)
+    except YamlLoadError as exc:
+        return 1, [str(problem) for problem in exc.problems]
+    return 1, []
+
+
+def cmd_validate(paths: Sequence[Path]) -> int:
+    checked = 0
+    problems: list[str] = []
+    for path in paths:
+        count, found = _validate_path(path)
+        checked += count
+        problems += found
+    for problem in problems:
+        print(problem)
+    if not checked:
         print("no scenario files found", file=sys.stderr)
         return 1
-    summary = f"{len(files)} file(s) checked, {problems} problem(s)"
-    print(summary, file=sys.stderr)
+    print(f"{checked} file(s) checked, {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
 
 
-def cmd_scenarios() -> int:
-    for scenario_id, (scenario, path) in sorted(builtin_scenarios().items()):
-        tags = ", ".join(scenario.tags)
-        print(f"{scenario_id:20} {scenario.title}  [{tags}]  {path}")
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    for entry in entries(_catalog(args)):
+        tags = ", ".join(entry.scenario.tags)
+        print(f"{entry.pack_id}/{entry.scenario.id:20} {entry.scenario.title}  [{tags}]")
+    return 0
+
+
+def cmd_packs(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    for pack in catalog.packs.values():
+        manifest = pack.manifest
+        print(
+            f"{pack.id}  {manifest.title} {manifest.version} by {manifest.author} "
+            f"({manifest.license}; {pack.source}: {pack.location})"
+        )
+        for scenario_id, item in sorted(pack.scenarios.items()):
+            print(f"    {pack.id}/{scenario_id:20} {item.scenario.title}")
+    for problem in catalog.problems:
+        print(f"problem: {problem}")
+    if not catalog.packs:
+        print("no packs found", file=sys.stderr)
     return 0
 
 
@@ -196,7 +261,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, load_settings())
     seed = settings.seed if settings.seed is not None else 1
     if args.which == "choices":
-        scenarios = [scenario for scenario, _ in builtin_scenarios().values()]
+        scenarios = [entry.scenario for entry in entries(builtin_catalog())]
         backend = open_backend(settings)
         result = choices.run(
             backend,
@@ -214,7 +279,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     probe.close()
     result = context.run(
         resolve_model_path(settings),
-        find_scenario(args.scenario),
+        find_entry(args.scenario, builtin_catalog()).scenario,
         fmt,
         turns=args.turns or 40,
         n_ctx=args.n_ctx or 1024,
@@ -264,24 +329,13 @@ def _run_headless(args: argparse.Namespace, session: Session, slot: SaveSlot | N
     return game.run()
 
 
-def entry_for(scenario: Scenario, ref: str | None) -> ScenarioEntry:
-    """The catalog entry of a scenario named on the command line (a file is a pack of one)."""
-    for entry in builtin_entries():
-        if entry.scenario.id == scenario.id and (
-            ref is None or not ref.endswith(SCENARIO_SUFFIXES)
-        ):
-            return entry
-    path = Path(ref) if ref else Path(scenario.id)
-    return ScenarioEntry(scenario, path, "file", path.name)
-
-
-def run_tui(settings: Settings, start: StartAt | None = None) -> int:
+def run_tui(settings: Settings, offered: list[ScenarioEntry], start: StartAt | None = None) -> int:
     """Open the TUI on ``start`` (the start screen when None)."""
     from game.runtime import open_backend
     from game.tui.app import AdventureApp
 
     app = AdventureApp(
-        settings=settings, entries=builtin_entries(), backend_factory=open_backend, start=start
+        settings=settings, entries=offered, backend_factory=open_backend, start=start
     )
     app.run()
     return app.return_code or 0
@@ -292,9 +346,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     from game.tui.app import StartAt
 
     settings = settings_from_args(args, load_settings())
-    scenario = find_scenario(args.scenario)
+    catalog = _catalog(args)
+    entry = find_entry(args.scenario, catalog)
+    scenario = entry.scenario
     if not args.headless:
-        return run_tui(settings, StartAt(entry=entry_for(scenario, args.scenario)))
+        return run_tui(settings, entries(catalog), StartAt(entry=entry))
     if not args.json:
         print("Loading the model...", file=sys.stderr, flush=True)
     backend = open_backend(settings)
@@ -303,7 +359,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     if not args.no_save:
         folder = SaveFolder(resolve_saves_dir(settings))
         name = args.name or default_save_name(scenario)
-        slot = SaveSlot.new(folder, name, model_info(resolve_model_path(settings)))
+        model = model_info(resolve_model_path(settings))
+        slot = SaveSlot.new(folder, name, model, pack_id=entry.pack_id)
         if slot.path.exists():
             raise ConfigError(f"a save named {name!r} exists: resume it, or pick another --name")
     return _run_headless(args, session, slot)
@@ -317,7 +374,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     folder = SaveFolder(resolve_saves_dir(settings))
     path = folder.find(args.save)
     if not args.headless:
-        return run_tui(settings, StartAt(save=path))
+        return run_tui(settings, entries(_catalog(args)), StartAt(save=path))
     save = load_save(path)
     model = model_info(resolve_model_path(settings))
     if (model.file, model.size) != (save.model.file, save.model.size):
@@ -341,7 +398,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    headless = args.command in ("validate", "scenarios", "saves", "bench") or getattr(
+    headless = args.command in ("validate", "scenarios", "packs", "saves", "bench") or getattr(
         args, "headless", False
     )
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
@@ -349,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return cmd_validate(args.paths)
         if args.command == "scenarios":
-            return cmd_scenarios()
+            return cmd_scenarios(args)
+        if args.command == "packs":
+            return cmd_packs(args)
         if args.command == "play":
             return cmd_play(args)
         if args.command == "resume":
@@ -358,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_saves(args)
         if args.command == "bench":
             return cmd_bench(args)
-        return run_tui(load_settings())
+        return run_tui(load_settings(), entries(_catalog(args)))
     except PLAYER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

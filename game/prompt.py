@@ -176,7 +176,8 @@ def render(format_name: str, system: str, turns: Sequence[tuple[str, str]]) -> s
     Args:
         format_name: A key of :data:`FORMATS`.
         system: The system prompt, pinned at the start.
-        turns: ``(role, text)`` pairs in order, role ``"user"`` or ``"model"``.
+        turns: ``(role, text)`` pairs in order, role ``"user"`` or ``"model"``; a ``"system"``
+            turn is a system segment in mid-prompt (triggered lore).
 
     Returns:
         The exact prompt. When the last turn is the player's, it ends with the model's prefix so
@@ -185,8 +186,8 @@ def render(format_name: str, system: str, turns: Sequence[tuple[str, str]]) -> s
     fmt = get_format(format_name)
     parts = [segment_text(fmt, "system", system)]
     for role, text in turns:
-        if role not in ("user", "model"):
-            raise ValueError(f"turn role must be 'user' or 'model', not {role!r}")
+        if role not in ("user", "model", "system"):
+            raise ValueError(f"turn role must be 'user', 'model' or 'system', not {role!r}")
         parts.append(segment_text(fmt, role, text))  # type: ignore[arg-type]
     if turns and turns[-1][0] == "user":
         parts.append(fmt.model_prefix)

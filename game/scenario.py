@@ -6,13 +6,34 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from game.prompt import FORMATS
 from game.yamlsource import Problem, YamlDocument, YamlLoadError, load_yaml_file
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
+# Markers of every prompt format: text that reaches the model must not hold one, whatever the
+# model, since it could forge turns of the conversation.
+ROLE_MARKERS = tuple(dict.fromkeys(marker for fmt in FORMATS.values() for marker in fmt.markers))
+
+
+def _no_role_markers(text: str) -> str:
+    marker = next((marker for marker in ROLE_MARKERS if marker in text), None)
+    if marker is not None:
+        raise ValueError(f"contains the role marker {marker!r}, which could forge turns")
+    return text
+
+
+SafeText = Annotated[str, AfterValidator(_no_role_markers)]
+ShortText = Annotated[SafeText, Field(min_length=1, max_length=200)]
+LongText = Annotated[SafeText, Field(min_length=1, max_length=20_000)]
 
 
 class Sampling(BaseModel):
@@ -32,6 +53,32 @@ class Sampling(BaseModel):
         return base.model_copy(update=self.model_dump(exclude_none=True))
 
 
+class LoreEntry(BaseModel):
+    """A piece of world knowledge the model sees only when one of its keywords comes up.
+
+    Attributes:
+        keys: Words or phrases that trigger the entry (whole words, any case).
+        text: What the model is told.
+        priority: Higher goes in first when the lore budget is tight.
+        constant: Always in the system prompt instead of triggered.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    keys: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
+        default_factory=list, max_length=20
+    )
+    text: Annotated[SafeText, Field(min_length=1, max_length=4000)]
+    priority: Annotated[int, Field(ge=-100, le=100)] = 0
+    constant: bool = False
+
+    @model_validator(mode="after")
+    def _needs_keys(self) -> LoreEntry:
+        if not self.constant and not self.keys:
+            raise ValueError("a lore entry needs 'keys', unless it is 'constant: true'")
+        return self
+
+
 class Scenario(BaseModel):
     """One playable scenario.
 
@@ -44,7 +91,7 @@ class Scenario(BaseModel):
 
     id: Annotated[str, Field(pattern=ID_PATTERN)]
     title: ShortText
-    description: Annotated[str, Field(min_length=1, max_length=1000)]
+    description: Annotated[SafeText, Field(min_length=1, max_length=1000)]
     tags: list[Annotated[str, Field(min_length=1, max_length=30)]] = Field(
         default_factory=list, max_length=12
     )
@@ -53,10 +100,12 @@ class Scenario(BaseModel):
     player: LongText | None = None
     style: LongText | None = None
     system_prompt: LongText | None = None
-    opening: Annotated[str, Field(min_length=1, max_length=2000)] = "Start!"
+    opening: Annotated[SafeText, Field(min_length=1, max_length=2000)] = "Start!"
     choices: Annotated[int, Field(ge=2, le=6)] = 3
     choice_mode: Literal["guided", "free"] = "guided"
     sampling: Sampling = Field(default_factory=Sampling)
+    lore: list[LoreEntry] = Field(default_factory=list, max_length=200)
+    lore_budget: Annotated[int, Field(ge=0, le=4096)] = 256
 
     @model_validator(mode="after")
     def _check_prompt_source(self) -> Scenario:
@@ -89,11 +138,13 @@ def choices_rule(count: int) -> str:
 def render_system_prompt(scenario: Scenario) -> str:
     """The system prompt a scenario becomes."""
     rule = choices_rule(scenario.choices)
+    constant = [entry.text for entry in scenario.lore if entry.constant]
     if scenario.system_prompt is not None:
-        return f"{scenario.system_prompt}\n\n{rule}"
+        return "\n\n".join([scenario.system_prompt, *constant, rule])
     parts = [
         f"This is a text adventure game: {scenario.title}.",
         f"The world: {scenario.setting}",
+        *constant,
         f"The player: {scenario.player}",
         f"Narration: {scenario.style or DEFAULT_STYLE}",
         rule,
@@ -129,16 +180,22 @@ def scenario_from_document(document: YamlDocument) -> Scenario:
     try:
         return Scenario.model_validate(document.data)
     except ValidationError as exc:
-        problems = [
-            Problem(
-                document.path,
-                document.line_of(error["loc"]),
-                _field_name(error["loc"]),
-                _message(error),
-            )
-            for error in exc.errors()
-        ]
-        raise YamlLoadError(problems) from None
+        raise YamlLoadError(validation_problems(document, exc)) from None
+
+
+def validation_problems(
+    document: YamlDocument, error: ValidationError, top: str = "scenario"
+) -> list[Problem]:
+    """One problem per validation error, each with the line of its field."""
+    return [
+        Problem(
+            document.path,
+            document.line_of(item["loc"]),
+            _field_name(item["loc"]) if item["loc"] else top,
+            _message(item),
+        )
+        for item in error.errors()
+    ]
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from game import lore
 from game.backends.base import Backend, BackendError, GenerationRequest, GenerationStats
 from game.choices import (
     are_near_duplicates,
@@ -21,8 +22,9 @@ from game.choices import (
     trim_to_sentence,
 )
 from game.grammar import OPTIONS_LEAD, options_grammar, reply_grammar
+from game.lore import lore_text
 from game.prompt import PromptFormat, render
-from game.scenario import Sampling, Scenario, render_system_prompt
+from game.scenario import LoreEntry, Sampling, Scenario, render_system_prompt
 from game.streaming import StopScanner
 from game.transcript import (
     Exchange,
@@ -75,6 +77,7 @@ class TurnResult:
     slid: bool
     notices: list[str] = field(default_factory=list)
     option_passes: int = 0
+    lore: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         """The turn as the JSON object ``play --headless --json`` prints."""
@@ -93,6 +96,7 @@ class TurnResult:
             "window_start": self.window_start,
             "window_slid": self.slid,
             "option_passes": self.option_passes,
+            "lore": self.lore,
             "notices": self.notices,
         }
 
@@ -186,17 +190,32 @@ class Session:
 
     def prompt_text(self, action: str | None = None) -> str:
         """The text of the window as a prompt; with ``action``, as the next turn would send it
-        (before any slide that turn would need)."""
+        (its triggered lore included; before any slide that turn would need)."""
         turns: list[tuple[str, str]] = []
         for exchange in self.kept_exchanges():
             turns += [("user", exchange.player.text), ("model", exchange.reply.text)]
         if action is not None:
+            entries = self._lore_for(action)
+            if entries:
+                turns.append(("system", lore_text(entries)))
             turns.append(("user", action))
         return render(self.format.name, self.system_prompt, turns)
 
-    def _player_segment(self, action: str, notices: list[str]) -> Segment:
+    def _lore_for(self, action: str) -> list[LoreEntry]:
+        """The triggered lore for a turn: keywords in the action or the last reply."""
+        if not self.scenario.lore:
+            return []
+        last = self.exchanges[-1].reply.text if self.exchanges else ""
+        return lore.select(
+            self.scenario.lore,
+            f"{action}\n{last}",
+            self.scenario.lore_budget,
+            lambda text: len(self.backend.tokenize(text, special=False)),
+        )
+
+    def _player_segment(self, action: str, notices: list[str], *, reserved: int = 0) -> Segment:
         segment = make_segment(self.backend, self.format, "user", action)
-        room = self.budget - len(self.system) - len(self._model_open)
+        room = self.budget - len(self.system) - len(self._model_open) - reserved
         if len(segment) <= room:
             return segment
         markers = len(make_segment(self.backend, self.format, "user", ""))
@@ -229,11 +248,21 @@ class Session:
             BackendError: when the model fails; the session is unchanged.
         """
         notices: list[str] = []
-        player = self._player_segment(action, notices)
+        entries = self._lore_for(action)
+        # Triggered lore is a system segment just before the new player turn, not part of the
+        # pinned system prompt: the cached prompt before it stays valid, and next turn its span
+        # is dropped from the cache like any segment that left the prompt.
+        lore_segment = (
+            make_segment(self.backend, self.format, "system", lore_text(entries))
+            if entries
+            else None
+        )
+        lore_tokens = len(lore_segment) if lore_segment else 0
+        player = self._player_segment(action, notices, reserved=lore_tokens)
         start = fit_window(
             system_tokens=len(self.system),
             exchange_tokens=[exchange.token_count for exchange in self.exchanges],
-            pending_tokens=len(player) + len(self._model_open),
+            pending_tokens=lore_tokens + len(player) + len(self._model_open),
             budget=self.budget,
             start=self.window_start,
             headroom=self.headroom,
@@ -244,6 +273,8 @@ class Session:
         history = [self.system.tokens]
         for exchange in self.exchanges[start:]:
             history += [exchange.player.tokens, exchange.reply.tokens]
+        if lore_segment is not None:
+            history.append(lore_segment.tokens)
         history.append(player.tokens)
 
         reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop)
@@ -266,6 +297,7 @@ class Session:
             slid=slid,
             notices=notices,
             option_passes=reply.option_passes,
+            lore=[entry.keys[0] if entry.keys else entry.text[:20] for entry in entries],
         )
 
     def _request(

@@ -102,7 +102,10 @@ def test_unknown_scenario(tmp_path, capsys):
     assert (
         main(["--log-file", str(tmp_path / "l"), "play", "--headless", "--scenario", "nope"]) == 2
     )
-    assert "error: no scenario with id 'nope' (built-in: " in capsys.readouterr().err
+    assert (
+        capsys.readouterr().err
+        == "error: no scenario with id 'nope' (scenarios: classics/ashgrove, classics/derelict, classics/haunted-house)\n"
+    )
 
 
 def test_invalid_scenario_file_when_playing(tmp_path, capsys):

@@ -85,7 +85,11 @@ def test_unknown_format_and_role():
     with pytest.raises(UnknownFormatError, match="unknown prompt format 'alpaca'"):
         get_format("alpaca")
     with pytest.raises(ValueError, match="turn role"):
-        render("metharme", "S", [("system", "x")])
+        render("metharme", "S", [("narrator", "x")])
+    assert (
+        render("metharme", "S", [("system", "Lore."), ("user", "x")])
+        == "<|system|>S<|system|>Lore.<|user|>x<|model|>"
+    )
 
 
 def test_format_from_chat_template():

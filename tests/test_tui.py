@@ -10,7 +10,7 @@ from textual.widgets import DataTable, OptionList
 
 from game.backends.base import BackendError
 from game.backends.scripted import ScriptedBackend
-from game.catalog import builtin_entries
+from game.catalog import builtin_catalog, entries
 from game.config import Settings, load_settings
 from game.saves import SaveFolder, load
 from game.tui.app import AdventureApp, StartAt
@@ -18,6 +18,11 @@ from game.tui.load import LoadScreen
 from game.tui.play import PlayScreen
 from game.tui.start import StartScreen
 from game.tui.widgets import ActionInput, ChoiceList, StatusLine, TurnView
+
+
+def builtin_entries():
+    return entries(builtin_catalog())
+
 
 REPLIES = (
     "The gate creaks open.\n\n- Go inside.\n- Circle the house.\n- Leave.",
