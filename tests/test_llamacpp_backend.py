@@ -207,3 +207,32 @@ def test_replies_after_a_shift_match_a_fresh_evaluation():
     assert agreeing / compared >= 0.9
     shifted.close()
     fresh.close()
+
+
+def test_undo_and_resume_on_the_real_model(tmp_path):
+    from game.saves import ModelInfo, SaveFolder, SaveSlot, load, new_session_from_save
+
+    backend = LlamaCppBackend(embedded_model_path(), n_ctx=1024, seed=6)
+    scenario = make_scenario(sampling={"max_tokens": 16}, choice_mode="free")
+    session = Session(scenario, backend, CHATML, seed=6, fixed_reply_tokens=16)
+    for action in ("Start!", "I open the door.", "I light a lamp."):
+        session.play(action)
+    open_close = len(backend.tokenize(CHATML.model_prefix, special=True)) + len(
+        backend.tokenize(CHATML.model_suffix, special=True)
+    )
+    # After an undo the kept turns stay cached: the next turn reads its own tokens, the closing
+    # of the reply before it, and that reply's last (never fed back) token.
+    session.undo()
+    result = session.play("I wait in silence.")
+    assert result.stats.evaluated_tokens <= len(session.exchanges[-1].player) + open_close + 1
+    # A resumed game on a freshly loaded model reads its window once, then only new turns.
+    path = SaveSlot.new(SaveFolder(tmp_path), "g", ModelInfo(file=backend.name)).save(session)
+    fresh = LlamaCppBackend(embedded_model_path(), n_ctx=1024, seed=6)
+    resumed = new_session_from_save(load(path), fresh, CHATML)
+    resumed.fixed_reply_tokens = 16
+    first = resumed.play("I step outside.")
+    assert first.stats.evaluated_tokens == first.stats.prompt_tokens
+    second = resumed.play("I look at the sky.")
+    assert second.stats.evaluated_tokens <= len(resumed.exchanges[-1].player) + open_close + 1
+    backend.close()
+    fresh.close()

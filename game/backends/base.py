@@ -48,6 +48,8 @@ class GenerationStats:
         generated_tokens: Tokens the model produced.
         ttft_s: Seconds from the call to the first generated token.
         total_s: Seconds for the whole call.
+        decode_s: Seconds spent generating after the first token (prompt reading excluded);
+            None means ``total_s - ttft_s``.
         finish_reason: ``eos`` (the model ended its reply), ``length`` (max_tokens reached) or
             ``stopped`` (the callback asked to stop).
     """
@@ -58,14 +60,20 @@ class GenerationStats:
     ttft_s: float
     total_s: float
     finish_reason: FinishReason
+    decode_s: float | None = None
+    passes: int = 1
+
+    @property
+    def decode_seconds(self) -> float:
+        return self.total_s - self.ttft_s if self.decode_s is None else self.decode_s
 
     @property
     def tokens_per_s(self) -> float:
-        """Generation speed after the first token."""
-        decode_s = self.total_s - self.ttft_s
-        if self.generated_tokens <= 1 or decode_s <= 0:
+        """Generation speed after each pass's first token (prompt reading excluded)."""
+        tokens = self.generated_tokens - self.passes
+        if tokens <= 0 or self.decode_seconds <= 0:
             return 0.0
-        return (self.generated_tokens - 1) / decode_s
+        return tokens / self.decode_seconds
 
 
 class Backend(Protocol):

@@ -33,6 +33,7 @@ class TurnSample:
     reply_tokens: int
     generated_tokens: int
     decode_s: float
+    passes: int
     total_s: float
     option_passes: int
 
@@ -90,7 +91,8 @@ def play_mode(
                     wanted=scenario.choices,
                     reply_tokens=reply_tokens,
                     generated_tokens=stats.generated_tokens,
-                    decode_s=max(stats.total_s - stats.ttft_s, 0.0),
+                    decode_s=max(stats.decode_seconds, 0.0),
+                    passes=stats.passes,
                     total_s=stats.total_s,
                     option_passes=result.option_passes,
                 )
@@ -106,7 +108,9 @@ def summarize(mode: str, samples: list[TurnSample]) -> ModeSummary:
     turns = len(samples)
     exact = sum(s.choices == s.wanted and s.distinct == s.wanted for s in samples)
     none = sum(s.choices == 0 for s in samples)
-    generated = sum(s.generated_tokens for s in samples)
+    # Tokens after each pass's first, over the time after each pass's first token: the speed
+    # of decoding alone, as llama.cpp's own eval timing counts it.
+    generated = sum(s.generated_tokens - s.passes for s in samples)
     decode = sum(s.decode_s for s in samples)
     return ModeSummary(
         mode=mode,
@@ -118,6 +122,46 @@ def summarize(mode: str, samples: list[TurnSample]) -> ModeSummary:
         mean_turn_s=statistics.fmean(s.total_s for s in samples),
         mean_option_passes=statistics.fmean(s.option_passes for s in samples),
     )
+
+
+def same_prompt_speed(
+    backend: Backend,
+    fmt: PromptFormat,
+    scenarios: list[Scenario],
+    *,
+    seeds: int = 3,
+    tokens: int = 48,
+) -> dict[str, float]:
+    """Decoding speed of each mode on identical prompts (each scenario's opening), so that the
+    grammar's own cost is measured apart from the different histories the two modes' sessions
+    build (guided replies run longer, and longer contexts decode slower)."""
+    from game.backends.base import GenerationRequest
+    from game.grammar import reply_grammar
+    from game.session import DEFAULT_SAMPLING
+
+    speeds: dict[str, list[float]] = {"guided": [], "free": []}
+    for scenario in scenarios:
+        session = Session(scenario, backend, fmt, choice_mode="free")
+        opening = make_opening_segments(session)
+        for seed in range(seeds):
+            for mode, grammar in (("free", None), ("guided", reply_grammar(scenario.choices))):
+                request = GenerationRequest(
+                    max_tokens=tokens, sampling=DEFAULT_SAMPLING, seed=seed, grammar=grammar
+                )
+                stats = backend.generate(opening, request, lambda token, text: True)
+                if stats.tokens_per_s:
+                    speeds[mode].append(stats.tokens_per_s)
+    guided, free = statistics.median(speeds["guided"]), statistics.median(speeds["free"])
+    return {"guided_tokens_per_s": guided, "free_tokens_per_s": free, "ratio": guided / free}
+
+
+def make_opening_segments(session: Session) -> list[tuple[int, ...]]:
+    """The prompt of a scenario's first turn, as segments."""
+    from game.transcript import make_segment
+
+    player = make_segment(session.backend, session.format, "user", session.scenario.opening)
+    model_open = tuple(session.backend.tokenize(session.format.model_prefix, special=True))
+    return [session.system.tokens, player.tokens, model_open]
 
 
 def run(
@@ -150,6 +194,7 @@ def run(
         "guided_over_free_tokens_per_s": (
             guided.tokens_per_s / free.tokens_per_s if free.tokens_per_s else None
         ),
+        "same_prompt": same_prompt_speed(backend, fmt, scenarios),
         "turns": [asdict(sample) for sample in samples],
     }
 
@@ -183,6 +228,8 @@ def render(result: dict[str, object]) -> str:
         "option passes",
     ]
     ratio = result["guided_over_free_tokens_per_s"]
+    same = result["same_prompt"]
+    assert isinstance(same, dict)
     lines = [
         f"bench choices: {result['model']} ({result['format']}), "
         f"{len(result['scenarios'])} scenarios x {result['turns_per_scenario']} turns, "  # type: ignore[arg-type]
@@ -191,5 +238,8 @@ def render(result: dict[str, object]) -> str:
         format_table(headers, rows),
         "",
         f"tokens/s guided / free: {ratio:.3f}" if ratio else "tokens/s guided / free: n/a",
+        f"same prompts (each scenario's opening, 3 seeds, 48 tokens): guided "
+        f"{same['guided_tokens_per_s']:.1f} tokens/s, free {same['free_tokens_per_s']:.1f}, "
+        f"ratio {same['ratio']:.3f}",
     ]
     return "\n".join(lines)

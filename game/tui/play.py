@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -15,7 +16,7 @@ from textual.widgets import Footer, Header
 from game.backends.base import BackendError
 from game.catalog import ScenarioEntry
 from game.choices import resolve_action
-from game.runtime import choose_format, new_session
+from game.runtime import new_session, resume_session
 from game.saves import (
     SaveError,
     SaveExistsError,
@@ -23,9 +24,9 @@ from game.saves import (
     SaveSlot,
     default_save_name,
     model_info,
-    new_session_from_save,
 )
 from game.session import Session, SessionError
+from game.transcript import Exchange
 from game.tui.batching import TextBatcher
 from game.tui.dialogs import SaveNameScreen
 from game.tui.messages import GameReady, ReplyRewind, ReplyText, TurnDone, TurnFailed
@@ -97,12 +98,7 @@ class PlayScreen(Screen[None]):
             model = model_info(self.adventure.model_path())
             folder = self.adventure.saves
             if self.save_game is not None:
-                fmt = choose_format(settings, backend)
-                if not settings.prompt_format:
-                    from game.prompt import get_format
-
-                    fmt = get_format(self.save_game.prompt_format)
-                session = new_session_from_save(self.save_game, backend, fmt)
+                session = resume_session(settings, self.save_game, backend)
                 slot = SaveSlot.of(folder, self.save_game, model)
                 self.post_message(GameReady(session, slot, new_game=False))
                 return
@@ -287,42 +283,33 @@ class PlayScreen(Screen[None]):
             return
         self._begin_turn(None)
 
-    def action_undo(self) -> None:
+    def _change(self, step: Callable[[Session], Exchange]) -> Exchange | None:
+        """Undo or redo a turn (``step``), show the story as it now stands, and save it."""
         session = self._ready()
         if session is None:
-            return
+            return None
         try:
-            undone = session.undo()
+            changed = step(session)
         except SessionError as exc:
             self.notify(str(exc).capitalize() + ".", severity="warning")
-            return
+            return None
         self._redraw()
         self._autosave()
-        self.notify(f"Took back: {undone.player.text}")
+        return changed
+
+    def action_undo(self) -> None:
+        undone = self._change(Session.undo)
+        if undone is not None:
+            self.notify(f"Took back: {undone.player.text}")
 
     def action_redo(self) -> None:
-        session = self._ready()
-        if session is None:
-            return
-        try:
-            session.redo()
-        except SessionError as exc:
-            self.notify(str(exc).capitalize() + ".", severity="warning")
-            return
-        self._redraw()
-        self._autosave()
+        self._change(Session.redo)
 
     def action_edit(self) -> None:
         """Take back the last turn and put its action in the line to edit."""
-        session = self._ready()
-        if session is None:
+        undone = self._change(Session.undo)
+        if undone is None:
             return
-        try:
-            undone = session.undo()
-        except SessionError as exc:
-            self.notify(str(exc).capitalize() + ".", severity="warning")
-            return
-        self._redraw()
         action_input = self.query_one(ActionInput)
         action_input.value = undone.player.text
         action_input.cursor_position = len(undone.player.text)

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select
 
 from game.config import ConfigError, Settings, save_settings
+from game.errors import first_error
 from game.prompt import FORMATS
 
 if TYPE_CHECKING:
@@ -107,9 +108,7 @@ class SettingsScreen(Screen[None]):
         try:
             settings = Settings.model_validate(self._collect())
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            self.notify(f"{where}: {first['msg']}", title="Not saved", severity="error")
+            self.notify(first_error(exc, "settings"), title="Not saved", severity="error")
             return
         try:
             save_settings(settings, adventure.settings_path)
