@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from game.bench import choices, context
 from game.cli import main
 
 pytestmark = pytest.mark.model
@@ -33,23 +34,10 @@ def test_bench_choices_short_mode(tmp_path, capsys):
         assert 0.0 <= mode["exact_share"] <= 1.0 and mode["tokens_per_s"] > 0
     assert result["guided_over_free_tokens_per_s"] > 0
     assert result["same_prompt"]["ratio"] > 0
-
-
-def test_bench_choices_table(tmp_path, capsys):
-    args = [
-        "--log-file",
-        str(tmp_path / "log"),
-        "bench",
-        "choices",
-        "--turns",
-        "1",
-        "--max-tokens",
-        "48",
-    ]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "mode    turns  N distinct" in out and "tokens/s guided / free:" in out
-    assert "same prompts (each scenario" in out
+    # The table is drawn from the same result.
+    table = choices.render(result)
+    assert "mode    turns  N distinct" in table and "tokens/s guided / free:" in table
+    assert "same prompts (each scenario" in table
 
 
 def test_bench_context_short_mode(tmp_path, capsys):
@@ -78,27 +66,8 @@ def test_bench_context_short_mode(tmp_path, capsys):
         "wall_c_over_b",
     }
     assert len(result["per_turn"]["c"]) == 8
-
-
-def test_bench_context_table(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "--log-file",
-                str(tmp_path / "log"),
-                "bench",
-                "--turns",
-                "3",
-                "--n-ctx",
-                "512",
-                "--reply-tokens",
-                "16",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert "(c) shift: context shift + hysteresis" in out and "targets for (c):" in out
+    table = context.render(result)
+    assert "(c) shift: context shift + hysteresis" in table and "targets for (c):" in table
 
 
 def test_bench_refuses_bad_numbers_in_one_line(tmp_path, capsys):
