@@ -236,3 +236,27 @@ def test_undo_and_resume_on_the_real_model(tmp_path):
     assert second.stats.evaluated_tokens <= len(resumed.exchanges[-1].player) + open_close + 1
     backend.close()
     fresh.close()
+
+
+def test_a_cache_that_cannot_shift_falls_back_to_prefix_reuse(monkeypatch, caplog):
+    """Recurrent and sliding-window models answer llama_memory_can_shift with false."""
+    import llama_cpp as llama_cpp_module
+
+    monkeypatch.setattr(llama_cpp_module, "llama_memory_can_shift", lambda memory: False)
+    with caplog.at_level(logging.WARNING, logger="game.backends.llamacpp"):
+        backend = LlamaCppBackend(embedded_model_path(), n_ctx=768, seed=4)
+    warnings = [r for r in caplog.records if "cannot be shifted" in r.getMessage()]
+    assert len(warnings) == 1 and not backend.can_shift
+    scenario = make_scenario(sampling={"max_tokens": 24}, choice_mode="free")
+    session = Session(scenario, backend, CHATML, seed=4, fixed_reply_tokens=24)
+    slid = []
+    for turn in range(30):
+        result = session.play(f"I open door number {turn} and step through it quietly.")
+        if result.slid:
+            slid.append(result)
+    assert slid and backend.shifts == 0
+    # Without a shift, a slide makes the model read the kept window again.
+    assert all(
+        r.stats.evaluated_tokens > r.stats.prompt_tokens - len(session.system) - 10 for r in slid
+    )
+    backend.close()
