@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import logging
 import math
 import threading
@@ -130,7 +131,6 @@ class LlamaCppBackend:
         )
         self._anchor = self._raw_tokenize("\n", special=False)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        self._end_tokens = [t for t in range(self._n_vocab) if self.is_end(t)]
         memory = llama_cpp.llama_get_memory(self._llm._ctx.ctx)
         self.can_shift = bool(memory) and bool(llama_cpp.llama_memory_can_shift(memory))
         if cache_mode == "shift" and not self.can_shift:
@@ -300,6 +300,12 @@ class LlamaCppBackend:
             total_s=time.perf_counter() - started,
             finish_reason=finish,
         )
+
+    @functools.cached_property
+    def _end_tokens(self) -> list[int]:
+        """Every end-of-generation token (a scan of the vocabulary, so only when first asked:
+        fixed-length replies need it, a game never does)."""
+        return [token for token in range(self._n_vocab) if self.is_end(token)]
 
     def _make_chain(self, request: GenerationRequest) -> LlamaSampler:
         """The sampler chain for one reply: end-of-generation mask (if asked), repetition

@@ -7,9 +7,10 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from game.backends.base import Backend
+from game.bench import with_reply_length
 from game.choices import distinct_count
 from game.prompt import PromptFormat
-from game.scenario import Sampling, Scenario
+from game.scenario import Scenario
 from game.session import ChoiceMode, Session
 
 FREE_ACTIONS = (
@@ -65,15 +66,8 @@ def play_mode(
     samples: list[TurnSample] = []
     for scenario in scenarios:
         session = Session(
-            scenario,
-            backend,
-            fmt,
-            sampling=Sampling(max_tokens=max_tokens),
-            choice_mode=mode,
-            seed=seed,
+            with_reply_length(scenario, max_tokens), backend, fmt, choice_mode=mode, seed=seed
         )
-        # The scenario's own reply length must not make one scenario cost more than another.
-        session.sampling = session.sampling.model_copy(update={"max_tokens": max_tokens})
         action = scenario.opening
         for turn in range(turns):
             result = session.play(action)

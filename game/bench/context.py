@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from game.backends.llamacpp import LlamaCppBackend
+from game.bench import with_reply_length
 from game.kvcache import CacheMode
 from game.prompt import PromptFormat
-from game.scenario import Sampling, Scenario
+from game.scenario import Scenario
 from game.session import Session
 
 ACTIONS = (
@@ -106,16 +107,14 @@ def play(
     )
     try:
         session = Session(
-            scenario,
+            with_reply_length(scenario, reply_tokens),
             backend,
             fmt,
-            sampling=Sampling(max_tokens=reply_tokens),
             choice_mode="free",
             seed=seed,
             headroom=None if strategy.hysteresis else 0,
             fixed_reply_tokens=reply_tokens,
         )
-        session.sampling = session.sampling.model_copy(update={"max_tokens": reply_tokens})
         # Each turn brings the player's segment and the model's prefix; after the first turn also
         # the previous reply's closing suffix and its last token, which was sampled but never fed
         # back to the model.
