@@ -18,7 +18,7 @@ endif
 export CMAKE_ARGS
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: play test lint clean
+.PHONY: play test lint clean llama-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# llama.cpp's own llama-server and llama-bench, built once per machine from the same vendored
+# source as llama-cpp-python (cached under ~/.cache/metharme-adventure/llama-tools).
+llama-tools: | $(BIN)/python
+	PYTHON=$(BIN)/python scripts/build-llama-tools.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
