@@ -13,9 +13,18 @@ FinishReason = Literal["eos", "length", "stopped"]
 # Called with each generated token id and its text; returning False stops generation.
 TokenCallback = Callable[[int, str], bool]
 
+# Called while the prompt is read, after each batch, with (prompt tokens read so far, prompt
+# tokens to read in all this call); returning False cancels the call: ``generate`` then raises
+# GenerationCancelled and the reply has not started.
+ProgressCallback = Callable[[int, int], bool]
+
 
 class BackendError(Exception):
     """A backend failed: the model did not load, or generation broke. The message is one line."""
+
+
+class GenerationCancelled(BackendError):
+    """The caller cancelled a generation before its reply started (while the prompt was read)."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +125,12 @@ class Backend(Protocol):
         segments: Sequence[Sequence[int]],
         request: GenerationRequest,
         on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
         """Process the prompt (the concatenation of ``segments``) and stream a reply.
 
         Stops on the model's end-of-generation token, at ``request.max_tokens``, or when
-        ``on_token`` returns False. Raises BackendError when generation fails.
+        ``on_token`` returns False. ``on_progress`` hears how far prompt reading has come and
+        may cancel it (GenerationCancelled). Raises BackendError when generation fails.
         """
         ...

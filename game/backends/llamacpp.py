@@ -28,6 +28,7 @@ from game.backends.base import (
     FinishReason,
     GenerationRequest,
     GenerationStats,
+    ProgressCallback,
     TokenCallback,
 )
 from game.backends.grammar_sampling import CheckedGrammarSampler
@@ -236,6 +237,7 @@ class LlamaCppBackend:
         segments: Sequence[Sequence[int]],
         request: GenerationRequest,
         on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
         prompt = [token for segment in segments for token in segment]
         if not prompt:

@@ -13,7 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from game import kvcache
-from game.backends.base import BackendError, GenerationRequest, GenerationStats, TokenCallback
+from game.backends.base import (
+    BackendError,
+    GenerationRequest,
+    GenerationStats,
+    ProgressCallback,
+    TokenCallback,
+)
 from game.kvcache import CacheMode
 
 _PIECES = re.compile(r"\s+|\w+|[^\w\s]")
@@ -102,6 +108,7 @@ class ScriptedBackend:
         segments: Sequence[Sequence[int]],
         request: GenerationRequest,
         on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
         started = time.perf_counter()
         prompt = [token for segment in segments for token in segment]
