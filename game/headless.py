@@ -91,6 +91,21 @@ class HeadlessGame:
         print(f"{last.narrative}\n", file=self.out)
         self._show_choices(last.choices)
 
+    def _show_intro(self) -> None:
+        """The scenario's written intro: the first reply, shown without generating."""
+        intro = self.session.exchanges[0]
+        if self.json_mode:
+            state = {
+                "turn": 1,
+                "intro": True,
+                "narrative": intro.narrative,
+                "choices": intro.choices,
+            }
+            print(json.dumps(state, ensure_ascii=False), file=self.out, flush=True)
+            return
+        print(f"{intro.narrative}\n", file=self.out)
+        self._show_choices(intro.choices)
+
     def _say(self, text: str) -> None:
         print(text, file=self.err if self.json_mode else self.out, flush=True)
 
@@ -158,7 +173,7 @@ class HeadlessGame:
                 print(f"{last.narrative}\n", file=self.out)
                 self._show_choices(last.choices)
         elif command == "/retry":
-            if not self.session.exchanges:
+            if self.session.turn <= self.session.intro_turns:
                 print("error: there is no reply to retry", file=self.err, flush=True)
             else:
                 self._turn(self.session.retry)
@@ -171,8 +186,10 @@ class HeadlessGame:
         scenario = self.session.scenario
         if not self.json_mode:
             print(f"{scenario.title}\n{scenario.description}\n", file=self.out)
-        if self.session.exchanges:
+        if self.session.turn > self.session.intro_turns:
             self._show_story_so_far()
+        elif self.session.intro_turns:
+            self._show_intro()
         else:
             self._turn(self.session.play, scenario.opening)
         while True:

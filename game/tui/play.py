@@ -161,7 +161,8 @@ class PlayScreen(Screen[None]):
         self.sub_title = message.slot.name if message.slot else ""
         self.busy = False
         self._update_status()
-        if message.new_game:
+        # A scenario with a written intro starts with it on screen; others generate a reply.
+        if message.new_game and not message.session.exchanges:
             self._begin_turn(message.session.scenario.opening)
 
     def on_reply_text(self, message: ReplyText) -> None:
@@ -278,7 +279,7 @@ class PlayScreen(Screen[None]):
         session = self._ready()
         if session is None:
             return
-        if not session.exchanges:
+        if session.turn <= session.intro_turns:
             self.notify("There is no reply to retry.", severity="warning")
             return
         self._begin_turn(None)
