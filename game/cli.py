@@ -19,6 +19,7 @@ from game.catalog import (
     entries,
     find_entry,
     load_catalog,
+    user_packs_dir,
 )
 from game.config import (
     ConfigError,
@@ -29,6 +30,7 @@ from game.config import (
     resolve_saves_dir,
 )
 from game.errors import first_error
+from game.imports import commands as imports
 from game.logs import setup_logging
 from game.packs import SCENARIO_SUFFIXES, Catalog, PackError, is_pack, load_pack
 from game.prompt import FORMATS, UnknownFormatError
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", help="context: the scenario to play (default haunted-house)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _model_options(bench)
+    imports.add_commands(commands)
     return parser
 
 
@@ -409,9 +412,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    headless = args.command in ("validate", "scenarios", "packs", "saves", "bench") or getattr(
-        args, "headless", False
-    )
+    headless = args.command in (
+        "validate",
+        "scenarios",
+        "packs",
+        "saves",
+        "bench",
+        *imports.COMMANDS,
+    ) or getattr(args, "headless", False)
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
         if args.command == "validate":
@@ -428,6 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_saves(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "import":
+            return imports.cmd_import(args, user_packs_dir())
+        if args.command == "export":
+            return imports.cmd_export(args, lambda ref: find_entry(ref, _catalog(args)).scenario)
         return run_tui(load_settings(), entries(_catalog(args)))
     except PLAYER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

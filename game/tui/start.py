@@ -13,7 +13,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
 
-from game.catalog import ScenarioEntry
+from game.catalog import ScenarioEntry, user_packs_dir
+from game.imports.library import import_path, pickup, with_new_scenarios
 
 if TYPE_CHECKING:
     from game.tui.app import AdventureApp
@@ -53,7 +54,10 @@ class StartScreen(Screen[None]):
             yield Button("Continue", id="continue", variant="primary")
             yield Button("Load…", id="load")
             yield Button("Settings", id="settings")
-        yield Input(placeholder="Filter scenarios by title, pack, tag…", id="filter")
+        yield Input(
+            placeholder="Filter scenarios by title, pack, tag… or a card file to import",
+            id="filter",
+        )
         yield OptionList(id="scenarios")
         yield Footer()
 
@@ -72,6 +76,16 @@ class StartScreen(Screen[None]):
             button.label = f"Continue: {newest.stem}"
         self._fill("")
         self.query_one("#scenarios", OptionList).focus()
+        self._imported(pickup(user_packs_dir()))
+
+    def _imported(self, notices: list[str]) -> None:
+        """Show what an import did; offer the scenarios it added."""
+        for notice in notices:
+            failed = notice.startswith("Could not")
+            self.notify(notice, severity="error" if failed else "information", timeout=10)
+        if any(not notice.startswith("Could not") for notice in notices):
+            self.adventure.entries = with_new_scenarios(self.adventure.entries)
+            self._fill(self.query_one("#filter", Input).value)
 
     def _fill(self, query: str) -> None:
         options = self.query_one("#scenarios", OptionList)
@@ -87,7 +101,13 @@ class StartScreen(Screen[None]):
         self._fill(event.value)
 
     @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
+    def _filter_done(self, event: Input.Submitted) -> None:
+        # A path to a card, lorebook or story typed (or pasted) here is imported.
+        notice = import_path(event.value)
+        if notice is not None:
+            event.input.value = ""
+            self._imported([notice])
+            return
         self.query_one("#scenarios", OptionList).focus()
 
     @on(OptionList.OptionSelected, "#scenarios")
