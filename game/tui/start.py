@@ -55,7 +55,7 @@ class StartScreen(Screen[None]):
             yield Button("Load…", id="load")
             yield Button("Settings", id="settings")
         yield Input(
-            placeholder="Filter scenarios by title, pack, tag… or a card file to import",
+            placeholder="Filter scenarios by title, pack, tag…",
             id="filter",
         )
         yield OptionList(id="scenarios")
