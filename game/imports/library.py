@@ -35,7 +35,8 @@ def pickup(packs_dir: Path, player_name: str = DEFAULT_PLAYER_NAME) -> list[str]
         state = {}
     notices: list[str] = []
     for path in sorted(packs_dir.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in PICKUP_SUFFIXES:
+        hidden = path.name.startswith(".")
+        if hidden or not path.is_file() or path.suffix.lower() not in PICKUP_SUFFIXES:
             continue
         info = path.stat()
         stamp = [info.st_size, info.st_mtime_ns]
