@@ -51,7 +51,10 @@ def test_v2_json_card_maps_every_field(tmp_path):
     assert "Keyless and not constant." not in lore
     assert any("could never fire" in line for line in result.report.dropped)
     # The order ranking survives as priority.
-    assert lore["The spring heals."].priority > lore["The glade is warded against Traveler's enemies."].priority  # noqa: E501
+    assert (
+        lore["The spring heals."].priority
+        > lore["The glade is warded against Traveler's enemies."].priority
+    )
     prompt = render_system_prompt(scenario)
     assert "You play Seraphina" not in prompt  # the card's own system prompt leads
     assert prompt.startswith("Write Seraphina's part in vivid prose.")
@@ -80,7 +83,7 @@ def test_png_card_v3_wins_over_v2_and_decorators_map(tmp_path):
 def test_png_with_only_chara_and_compressed_chunk(tmp_path):
     path = tmp_path / "z.png"
     path.write_bytes(fx.png_bytes({"chara": fx.b64(fx.v2_card(name="Zed"))}, z=True))
-    result, pack = imported(tmp_path, path)
+    _, pack = imported(tmp_path, path)
     assert pack.scenarios["zed"].scenario.character.name == "Zed"
 
 
@@ -117,7 +120,6 @@ def test_lorebooks_become_pack_lore(tmp_path, data, kind, texts):
     result, pack = imported(tmp_path, card, book)
     assert result.files[1].kind == kind
     assert {entry.text for entry in pack.manifest.lore} == texts
-    assert result.report.dropped or kind == "AI Dungeon story cards" or True
 
 
 def test_lorebook_details(tmp_path):
@@ -150,7 +152,7 @@ def test_lorebook_alone_needs_a_pack(tmp_path):
     assert not (tmp_path / "packs").exists() or not any((tmp_path / "packs").iterdir())
     card = fx.write_json(tmp_path / "card.json", fx.v2_card())
     result, _ = imported(tmp_path, card)
-    again, pack = imported(tmp_path, book, into=result.pack)
+    _, pack = imported(tmp_path, book, into=result.pack)
     assert {e.text for e in pack.manifest.lore} >= {"The tower has no door."}
 
 
@@ -168,7 +170,7 @@ def test_kobold_story(tmp_path):
 
 def test_card_round_trip_keeps_every_card_field(tmp_path):
     original = fx.v2_card(character_book=None)
-    result, pack = imported(tmp_path, fx.write_json(tmp_path / "card.json", original))
+    _, pack = imported(tmp_path, fx.write_json(tmp_path / "card.json", original))
     scenario = pack.scenarios["seraphina"].scenario
     out = export_card(scenario, tmp_path / "out.json")
     card = json.loads(out.read_text())
@@ -196,9 +198,8 @@ def test_round_trip_of_a_book(tmp_path):
 
 
 def test_export_png_of_a_builtin_scenario(tmp_path):
-    from tests.factories import BUILTIN_SCENARIO
-
     from game.scenario import load_scenario
+    from tests.factories import BUILTIN_SCENARIO
 
     scenario = load_scenario(BUILTIN_SCENARIO)
     out = export_card(scenario, tmp_path / "h.png")

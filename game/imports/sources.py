@@ -8,7 +8,7 @@ from typing import Any
 
 from game.imports import cards, kobold, lorebooks
 from game.imports.bounded import MAX_JSON_BYTES, ImportFailed, parse_json, read_limited
-from game.imports.common import Report, text_of
+from game.imports.common import Report, clean, text_of
 
 DEFAULT_PLAYER_NAME = "Traveler"
 
@@ -55,7 +55,8 @@ def read_source(path: Path, player_name: str = DEFAULT_PLAYER_NAME) -> Imported:
     if card is not None:
         spec, fields = cards.card_fields(card, path)
         scenarios = cards.card_scenarios(card, path, report, player_name)
-        author = text_of(fields.get("creator")) or None
+        names = {"char": text_of(fields.get("name")), "user": player_name}
+        author = clean(fields.get("creator"), "creator", Report(), limit=200, names=names) or None
         return Imported(path, f"character card ({spec})", scenarios, [], author, report)
     if kobold.is_story(data):
         scenario = kobold.story_scenario(data, path, report, player_name)

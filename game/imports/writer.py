@@ -169,8 +169,10 @@ def import_files(
 
 def _write(target: Path, files: dict[str, str], *, new: bool) -> None:
     """Write ``files`` into a temporary copy of the pack, check it loads, then move it in."""
+    made_parent = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.import-", dir=target.parent))
+    done = False
     try:
         work = staging / "pack"
         if new:
@@ -196,5 +198,9 @@ def _write(target: Path, files: dict[str, str], *, new: bool) -> None:
                     os.replace(work / name, target / name)
             if MANIFEST in files:
                 os.replace(work / MANIFEST, target / MANIFEST)
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if made_parent and not done:
+            # The packs folder was made for this import only: leave no trace of it.
+            shutil.rmtree(target.parent, ignore_errors=True)
