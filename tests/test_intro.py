@@ -105,7 +105,7 @@ def test_headless_json_intro_line():
 
 
 def test_a_saved_intro_game_resumes_with_the_same_prompt():
-    session, backend = intro_session()
+    session, _ = intro_session()
     session.play("Stand up.")
     save = snapshot(session, name="x", model=ModelInfo(file="m.gguf"))
     resumed = new_session_from_save(save, ScriptedBackend(replies=(REPLY,)), METHARME)
