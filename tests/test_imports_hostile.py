@@ -293,3 +293,27 @@ def test_png_chunk_after_image_data_is_found(tmp_path):
 
 
 _ = io
+
+
+def test_a_failure_at_the_last_step_leaves_nothing(tmp_path, monkeypatch):
+    """Should the written pack not load back, nothing stays: no pack, no temporary folder, not
+    even the packs folder made for it; an existing pack keeps its files as they were."""
+    from game.imports import writer
+    from game.packs import PackError
+    from game.yamlsource import Problem
+
+    def broken(_location):
+        raise PackError([Problem("x", 1, "file", "simulated")])
+
+    card = fx.write_json(tmp_path / "c.json", fx.v2_card())
+    made = import_files([card], packs_dir=tmp_path / "packs")
+    before = {p.name: p.read_bytes() for p in made.pack.iterdir()}
+    monkeypatch.setattr(writer, "load_pack", broken)
+    with pytest.raises(ImportFailed, match="would not load"):
+        import_files([card], packs_dir=tmp_path / "fresh" / "packs")
+    assert not (tmp_path / "fresh" / "packs").exists()
+    monkeypatch.setattr(writer, "_existing", lambda target: (None, set(), set()))
+    with pytest.raises(ImportFailed):
+        import_files([card], made.pack.parent / "other", packs_dir=tmp_path / "packs")
+    assert sorted(p.name for p in (tmp_path / "packs").iterdir()) == ["seraphina"]
+    assert {p.name: p.read_bytes() for p in made.pack.iterdir()} == before
