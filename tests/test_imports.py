@@ -244,3 +244,11 @@ def test_import_path_is_none_for_filter_text(tmp_path):
     card = fx.write_json(tmp_path / "c.json", fx.v2_card())
     notice = import_path(str(card), tmp_path / "packs")
     assert notice is not None and notice.startswith("Imported c.json")
+
+
+def test_an_alternate_greeting_exports_as_its_own_card(tmp_path):
+    original = fx.v2_card(character_book=None)
+    _, pack = imported(tmp_path, fx.write_json(tmp_path / "card.json", original))
+    card = scenario_card(pack.scenarios["seraphina-2"].scenario)["data"]
+    assert card["first_mes"] == original["data"]["alternate_greetings"][0]
+    assert card["alternate_greetings"] == [original["data"]["first_mes"]]

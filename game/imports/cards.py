@@ -191,6 +191,11 @@ def card_scenarios(
         one = dict(scenario, id=base if number == 1 else f"{base}-{number}")
         if number > 1:
             one["title"] = short(f"{name} (greeting {number})", 200)
+            # Exported, this scenario's card opens with this greeting; the others (the first
+            # message among them) stay its alternates.
+            others = [g for i, g in enumerate(greetings) if i != number - 1 and isinstance(g, str)]
+            card = dict(kept, alternate_greetings=others)
+            one["character"] = dict(character, card=card)
         if text:
             one["intro"] = {"text": text, "choices": intro_choices}
             report.map(f"{label} -> intro of scenario {one['id']!r} (with written options)")
