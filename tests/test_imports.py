@@ -195,6 +195,12 @@ def test_round_trip_of_a_book(tmp_path):
     assert book["name"] == "Glade lore" and book["scan_depth"] == 3
     _, again = imported(tmp_path, fx.write_json(tmp_path / "x.json", card), into=tmp_path / "b")
     assert again.scenarios["seraphina"].scenario.lore == scenario.lore
+    # Per-entry card fields come back for entries left as imported.
+    glade = next(e for e in book["entries"] if e["keys"] == ["glade", "clearing"])
+    original = fx.BOOK_V2["entries"][0]
+    for key in ("id", "name", "comment", "insertion_order", "priority", "position"):
+        assert glade[key] == original[key], key
+    assert glade["content"] == "The glade is warded against {{user}}'s enemies."
 
 
 def test_export_png_of_a_builtin_scenario(tmp_path):

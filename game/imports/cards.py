@@ -168,7 +168,10 @@ def card_scenarios(
         scenario["tags"] = tags
     if isinstance(book, dict):
         raw = lorebooks.character_book(book)
-        scenario["lore"] = lorebooks.to_lore(raw, report, "character_book", names)
+        extras: list[dict[str, Any]] = []
+        scenario["lore"] = lorebooks.to_lore(raw, report, "character_book", names, extras)
+        if extras:
+            kept["character_book"]["entries_kept"] = extras
     if data.get("group_only_greetings"):
         count = len(data["group_only_greetings"])
         report.drop(f"group_only_greetings: {count} kept for export, not played (no group chats)")

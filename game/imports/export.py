@@ -40,8 +40,17 @@ def scenario_card(scenario: Scenario) -> dict[str, Any]:
         return _macros(text or "", name, user)
 
     book_fields = kept.get("character_book") if isinstance(kept.get("character_book"), dict) else {}
+    book_fields = dict(book_fields)
+    kept_entries = book_fields.pop("entries_kept", None)
+    extras = {
+        (item.get("text"), item.get("priority")): item.get("fields") or {}
+        for item in (kept_entries if isinstance(kept_entries, list) else [])
+        if isinstance(item, dict)
+    }
     entries = []
     for number, entry in enumerate(scenario.lore):
+        # An entry the author left as imported gets back the card fields lore has no place for.
+        extra = extras.get((entry.text, entry.priority), {})
         entries.append(
             {
                 "keys": list(entry.keys),
@@ -53,6 +62,7 @@ def scenario_card(scenario: Scenario) -> dict[str, Any]:
                 "selective": bool(entry.secondary_keys),
                 "secondary_keys": list(entry.secondary_keys),
                 "id": number,
+                **(extra if isinstance(extra, dict) else {}),
             }
         )
     ours = {

@@ -38,6 +38,8 @@ class RawEntry:
     label: str = ""
     # What this entry sets that our lore cannot express, as short reasons.
     unsupported: list[str] = field(default_factory=list)
+    # Fields of a card's book entry our lore has no place for, kept for export.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def split_keys(value: Any) -> list[str]:
@@ -83,9 +85,16 @@ def _priorities(orders: list[float | None], report: Report, where: str) -> list[
 
 
 def to_lore(
-    raw: list[RawEntry], report: Report, where: str, names: dict[str, str] | None = None
+    raw: list[RawEntry],
+    report: Report,
+    where: str,
+    names: dict[str, str] | None = None,
+    extras: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """LoreEntry data for each usable entry; everything left out or changed is reported."""
+    """LoreEntry data for each usable entry; everything left out or changed is reported.
+
+    With ``extras``, each kept entry's ``extra`` fields are appended to it, with the text and
+    priority they belong to (so ``export`` can write them back to an unchanged entry)."""
     names = names or DEFAULT_NAMES
     skipped: Counter[str] = Counter()
     if len(raw) > MAX_ENTRIES:
@@ -116,6 +125,8 @@ def to_lore(
         if not entry.enabled:
             item["enabled"] = False
         lore.append(item)
+        if extras is not None and entry.extra:
+            extras.append({"text": text, "priority": priority, "fields": entry.extra})
     disabled = sum(1 for item in lore if item.get("enabled") is False)
     report.map(
         f"{where}: {len(lore)} of {len(raw)} entries into lore"
@@ -266,6 +277,12 @@ def _decorated(content: Any, entry: RawEntry) -> str:
     return "\n".join(lines).strip()
 
 
+ENTRY_KEPT = (
+    "id", "name", "comment", "extensions", "insertion_order", "priority", "case_sensitive",
+    "position", "use_regex",
+)  # fmt: skip
+
+
 def character_book(book: dict[str, Any]) -> list[RawEntry]:
     """A card's ``character_book`` (V2; V3 adds ``use_regex`` and decorators)."""
     raw = []
@@ -282,6 +299,7 @@ def character_book(book: dict[str, Any]) -> list[RawEntry]:
             label=text_of(data.get("name")) or text_of(data.get("comment")),
         )
         entry.text = _decorated(data.get("content"), entry)
+        entry.extra = {key: data[key] for key in ENTRY_KEPT if key in data}
         if data.get("use_regex"):
             entry.unsupported.append("regular-expression entries read as plain keys")
         if data.get("case_sensitive"):
