@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from game.backends.base import BackendError
 from game.bench.table import format_table
@@ -23,25 +22,17 @@ from game.catalog import (
 from game.config import (
     ConfigError,
     Settings,
-    default_saves_dir,
     load_settings,
     resolve_model_path,
     resolve_saves_dir,
 )
-from game.errors import first_error
+from game.controller import Explicit, GameBusyError, GameController
 from game.logs import setup_logging
 from game.packs import SCENARIO_SUFFIXES, Catalog, PackError, is_pack, load_pack
 from game.prompt import FORMATS, UnknownFormatError
-from game.saves import (
-    SaveError,
-    SaveFolder,
-    SaveSlot,
-    default_save_name,
-    model_info,
-)
-from game.saves import load as load_save
+from game.saves import SaveError, SaveFolder, SaveNameError, check_save_name
 from game.scenario import load_scenario
-from game.session import Session, SessionError
+from game.session import SessionError
 from game.yamlsource import YamlLoadError
 
 if TYPE_CHECKING:
@@ -50,7 +41,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Errors whose message is already one line meant for the player.
-PLAYER_ERRORS = (BackendError, ConfigError, SaveError, SessionError, UnknownFormatError)
+PLAYER_ERRORS = (
+    BackendError,
+    ConfigError,
+    GameBusyError,
+    SaveError,
+    SaveNameError,
+    SessionError,
+    UnknownFormatError,
+)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -180,27 +179,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
-    """The player's saved settings (``base``) with what the command line gives on top."""
-    base = base or Settings()
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings this command line gives, for the top layer of :func:`load_settings`."""
     values = {
-        "model_path": args.model,
-        "n_ctx": args.n_ctx,
-        "n_gpu_layers": args.n_gpu_layers,
-        "n_threads": args.threads,
-        "seed": args.seed,
-        "prompt_format": args.format,
-        "choice_mode": args.choices,
+        "model_path": getattr(args, "model", None),
+        "n_ctx": getattr(args, "n_ctx", None),
+        "n_gpu_layers": getattr(args, "n_gpu_layers", None),
+        "n_threads": getattr(args, "threads", None),
+        "seed": getattr(args, "seed", None),
+        "prompt_format": getattr(args, "format", None),
+        "choice_mode": getattr(args, "choices", None),
         "saves_dir": getattr(args, "saves", None),
     }
-    sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
-    data = base.model_dump()
-    data.update({key: value for key, value in values.items() if value is not None})
-    data["sampling"].update({key: value for key, value in sampling.items() if value is not None})
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(first_error(exc, "settings")) from None
+    overrides: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
+    sampling = {
+        "temperature": getattr(args, "temperature", None),
+        "max_tokens": getattr(args, "max_tokens", None),
+    }
+    sampling = {key: value for key, value in sampling.items() if value is not None}
+    if sampling:
+        overrides["sampling"] = sampling
+    return overrides
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings in force: defaults < config file < environment < this command line."""
+    return load_settings(overrides=cli_overrides(args))
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
@@ -277,7 +281,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from game.bench import choices, context
     from game.runtime import choose_format, open_backend
 
-    settings = settings_from_args(args, load_settings())
+    settings = settings_from_args(args)
     seed = settings.seed if settings.seed is not None else 1
     if args.which == "choices":
         scenarios = [entry.scenario for entry in entries(builtin_catalog())]
@@ -312,7 +316,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_saves(args: argparse.Namespace) -> int:
-    folder = SaveFolder(args.saves or load_settings().saves_dir or default_saves_dir())
+    folder = SaveFolder(resolve_saves_dir(settings_from_args(args)))
     entries = folder.listing()
     if not entries:
         print(f"no saves in {folder.folder}", file=sys.stderr)
@@ -329,81 +333,89 @@ def cmd_saves(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_headless(args: argparse.Namespace, session: Session, slot: SaveSlot | None) -> int:
+def _run_headless(args: argparse.Namespace, game: GameController) -> int:
     from game.headless import HeadlessGame
 
     def read_line() -> str | None:
         line = sys.stdin.readline()
         return line if line else None
 
-    game = HeadlessGame(
-        session,
-        read_line=read_line,
-        out=sys.stdout,
-        err=sys.stderr,
-        json_mode=args.json,
-        stream=sys.stdout.isatty(),
-        slot=slot,
-    )
-    return game.run()
+    try:
+        return HeadlessGame(
+            game,
+            read_line=read_line,
+            out=sys.stdout,
+            err=sys.stderr,
+            json_mode=args.json,
+            stream=sys.stdout.isatty(),
+        ).run()
+    finally:
+        problem = game.close()
+        if problem:
+            print(f"warning: the game was not saved: {problem}", file=sys.stderr)
 
 
-def run_tui(settings: Settings, offered: list[ScenarioEntry], start: StartAt | None = None) -> int:
-    """Open the TUI on ``start`` (the start screen when None)."""
-    from game.runtime import open_backend
-    from game.tui.app import AdventureApp
+def run_tui(
+    settings: Settings,
+    offered: list[ScenarioEntry],
+    start: StartAt | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> int:
+    """Open the TUI on ``start`` (the start screen when None), built as every test builds it."""
+    from game.tui.app import create_app
 
-    app = AdventureApp(
-        settings=settings, entries=offered, backend_factory=open_backend, start=start
-    )
+    app = create_app(settings, offered, start=start, overrides=overrides)
     app.run()
     return app.return_code or 0
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from game.runtime import new_session, open_backend
+    from game.models import ModelHost
+    from game.runtime import open_backend
     from game.tui.app import StartAt
 
-    settings = settings_from_args(args, load_settings())
+    settings = settings_from_args(args)
     catalog = _catalog(args)
     entry = find_entry(args.scenario, catalog)
-    scenario = entry.scenario
+    if args.name is not None:
+        check_save_name(args.name)
     if not args.headless:
-        return run_tui(settings, entries(catalog), StartAt(entry=entry))
+        start = StartAt(entry=entry, name=args.name, saving=not args.no_save)
+        return run_tui(settings, entries(catalog), start, cli_overrides(args))
     if not args.json:
         print("Loading the model...", file=sys.stderr, flush=True)
-    backend = open_backend(settings)
-    session = new_session(settings, scenario, backend)
-    slot = None
-    if not args.no_save:
-        folder = SaveFolder(resolve_saves_dir(settings))
-        name = args.name or default_save_name(scenario)
-        model = model_info(resolve_model_path(settings))
-        slot = SaveSlot.new(folder, name, model, pack_id=entry.pack_id)
-        if slot.path.exists():
-            raise ConfigError(f"a save named {name!r} exists: resume it, or pick another --name")
-    return _run_headless(args, session, slot)
+    game = GameController.new_game(
+        settings, entry, ModelHost(open_backend), name=args.name, saving=not args.no_save
+    )
+    return _run_headless(args, game)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from game.runtime import open_backend, resume_session
+    from game.models import ModelHost
+    from game.runtime import open_backend
     from game.tui.app import StartAt
 
-    settings = settings_from_args(args, load_settings())
-    folder = SaveFolder(resolve_saves_dir(settings))
-    path = folder.find(args.save)
+    settings = settings_from_args(args)
+    path = SaveFolder(resolve_saves_dir(settings)).find(args.save)
+    overrides = cli_overrides(args)
     if not args.headless:
-        return run_tui(settings, entries(_catalog(args)), StartAt(save=path))
-    save = load_save(path)
-    model = model_info(resolve_model_path(settings))
-    if (model.file, model.size) != (save.model.file, save.model.size):
-        print(
-            f"note: this game was played on {save.model.file}; it goes on with {model.file}",
-            file=sys.stderr,
-        )
-    session = resume_session(settings, save, open_backend(settings))
-    slot = None if args.no_save else SaveSlot.of(folder, save, model)
-    return _run_headless(args, session, slot)
+        start = StartAt(save=path, saving=not args.no_save)
+        return run_tui(settings, entries(_catalog(args)), start, overrides)
+    game = GameController.resume(
+        settings,
+        path,
+        ModelHost(open_backend),
+        explicit=Explicit.from_overrides(overrides),
+        saving=not args.no_save,
+    )
+    return _run_headless(args, game)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -428,7 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_saves(args)
         if args.command == "bench":
             return cmd_bench(args)
-        return run_tui(load_settings(), entries(_catalog(args)))
+        return run_tui(settings_from_args(args), entries(_catalog(args)))
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be said, and that is no error.
+        _silence_stdout()
+        return 0
     except PLAYER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

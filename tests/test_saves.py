@@ -46,7 +46,7 @@ def played_session(turns: int = 5, n_ctx: int = 2048) -> Session:
 
 
 def test_round_trip_keeps_every_field_and_the_next_prompt(tmp_path):
-    session = played_session(6, n_ctx=600)  # small enough that the window has slid
+    session = played_session(7, n_ctx=600)  # small enough that the window has slid
     session.undo()
     assert session.window_start > 0
     folder = SaveFolder(tmp_path)
@@ -64,7 +64,7 @@ def test_round_trip_keeps_every_field_and_the_next_prompt(tmp_path):
         pack_id="classics",
     )
     assert loaded.model_dump(exclude={"updated_at"}) == original.model_dump(exclude={"updated_at"})
-    assert loaded.turn_count == 5 and len(loaded.redo) == 2
+    assert loaded.turn_count == 6 and len(loaded.redo) == 2
 
     resumed = new_session_from_save(loaded, ScriptedBackend(replies=replies, n_ctx=600), METHARME)
     assert resumed.window_start == session.window_start
