@@ -56,7 +56,6 @@ class AdventureApp(App[None]):
             its save's own settings.
     """
 
-    CSS_PATH = "app.tcss"
     TITLE = "Metharme Adventure"
     BINDINGS = [Binding("f2", "settings", "Settings", show=False)]
 
@@ -190,6 +189,13 @@ class AdventureApp(App[None]):
         problem = game.close()
         if problem:
             log.error("the game was not saved at its end: %s", problem)
+
+    def on_unmount(self) -> None:
+        # However the app ends (ctrl+q, a closed terminal, a test), no game is left unsaved
+        # and no worker thread is left writing a reply.
+        for game in list(self._games):
+            self._close(game)
+        self._games.clear()
 
     async def action_quit(self) -> None:
         """Quit: every game stops its reply, saves what was written, and lets its model go."""

@@ -56,6 +56,13 @@ class PlayScreen(Screen[None]):
         title: What the header says until the game is ready.
     """
 
+    DEFAULT_CSS = """
+    /* Notifications sit over the story, never over the action line or the status line. */
+    PlayScreen ToastRack {
+        margin-bottom: 6;
+    }
+    """
+
     BINDINGS = [
         Binding("escape", "stop", "Stop reply"),
         Binding("ctrl+r", "retry", "Retry", priority=True),
