@@ -275,9 +275,7 @@ def test_a_callback_may_tokenize_while_the_model_generates(model):
 
     prompt = [model.bos() + model.tokenize("Once upon a time", special=False)]
     request = GenerationRequest(max_tokens=8, sampling=DEFAULT_SAMPLING, seed=1)
-    worker = threading.Thread(
-        target=model.generate, args=(prompt, request, on_token), daemon=True
-    )
+    worker = threading.Thread(target=model.generate, args=(prompt, request, on_token), daemon=True)
     worker.start()
     worker.join(20)
     assert not worker.is_alive(), "generation deadlocked on a callback that tokenizes"
