@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from game.backends.base import BackendError
 from game.bench.table import format_table
 from game.catalog import (
-    ScenarioEntry,
     builtin_catalog,
     entries,
     find_entry,
@@ -24,35 +22,36 @@ from game.catalog import (
 from game.config import (
     ConfigError,
     Settings,
-    default_saves_dir,
     load_settings,
     resolve_model_path,
     resolve_saves_dir,
 )
-from game.errors import first_error
+from game.controller import Explicit, GameBusyError, GameController
 from game.imports import commands as imports
 from game.logs import setup_logging
 from game.packs import SCENARIO_SUFFIXES, Catalog, PackError, is_pack, load_pack
 from game.prompt import FORMATS, UnknownFormatError
-from game.saves import (
-    SaveError,
-    SaveFolder,
-    SaveSlot,
-    default_save_name,
-    model_info,
-)
-from game.saves import load as load_save
+from game.saves import SaveError, SaveFolder, SaveNameError, check_save_name
 from game.scenario import load_scenario
-from game.session import Session, SessionError
+from game.session import SessionError
 from game.yamlsource import YamlLoadError
 
 if TYPE_CHECKING:
-    from game.tui.app import StartAt
+    from game.models import BackendFactory
+    from game.tui.app import AdventureApp
 
 log = logging.getLogger(__name__)
 
 # Errors whose message is already one line meant for the player.
-PLAYER_ERRORS = (BackendError, ConfigError, SaveError, SessionError, UnknownFormatError)
+PLAYER_ERRORS = (
+    BackendError,
+    ConfigError,
+    GameBusyError,
+    SaveError,
+    SaveNameError,
+    SessionError,
+    UnknownFormatError,
+)
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -183,27 +182,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -> Settings:
-    """The player's saved settings (``base``) with what the command line gives on top."""
-    base = base or Settings()
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings this command line gives, for the top layer of :func:`load_settings`."""
     values = {
-        "model_path": args.model,
-        "n_ctx": args.n_ctx,
-        "n_gpu_layers": args.n_gpu_layers,
-        "n_threads": args.threads,
-        "seed": args.seed,
-        "prompt_format": args.format,
-        "choice_mode": args.choices,
+        "model_path": getattr(args, "model", None),
+        "n_ctx": getattr(args, "n_ctx", None),
+        "n_gpu_layers": getattr(args, "n_gpu_layers", None),
+        "n_threads": getattr(args, "threads", None),
+        "seed": getattr(args, "seed", None),
+        "prompt_format": getattr(args, "format", None),
+        "choice_mode": getattr(args, "choices", None),
         "saves_dir": getattr(args, "saves", None),
     }
-    sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
-    data = base.model_dump()
-    data.update({key: value for key, value in values.items() if value is not None})
-    data["sampling"].update({key: value for key, value in sampling.items() if value is not None})
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(first_error(exc, "settings")) from None
+    overrides: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
+    sampling = {
+        "temperature": getattr(args, "temperature", None),
+        "max_tokens": getattr(args, "max_tokens", None),
+    }
+    sampling = {key: value for key, value in sampling.items() if value is not None}
+    if sampling:
+        overrides["sampling"] = sampling
+    return overrides
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings in force: defaults < config file < environment < this command line."""
+    return load_settings(overrides=cli_overrides(args))
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
@@ -280,7 +284,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from game.bench import choices, context
     from game.runtime import choose_format, open_backend
 
-    settings = settings_from_args(args, load_settings())
+    settings = settings_from_args(args)
     seed = settings.seed if settings.seed is not None else 1
     if args.which == "choices":
         scenarios = [entry.scenario for entry in entries(builtin_catalog())]
@@ -315,7 +319,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_saves(args: argparse.Namespace) -> int:
-    folder = SaveFolder(args.saves or load_settings().saves_dir or default_saves_dir())
+    folder = SaveFolder(resolve_saves_dir(settings_from_args(args)))
     entries = folder.listing()
     if not entries:
         print(f"no saves in {folder.folder}", file=sys.stderr)
@@ -332,81 +336,127 @@ def cmd_saves(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_headless(args: argparse.Namespace, session: Session, slot: SaveSlot | None) -> int:
+def _run_headless(args: argparse.Namespace, game: GameController) -> int:
     from game.headless import HeadlessGame
 
     def read_line() -> str | None:
         line = sys.stdin.readline()
         return line if line else None
 
-    game = HeadlessGame(
-        session,
-        read_line=read_line,
-        out=sys.stdout,
-        err=sys.stderr,
-        json_mode=args.json,
-        stream=sys.stdout.isatty(),
-        slot=slot,
+    try:
+        return HeadlessGame(
+            game,
+            read_line=read_line,
+            out=sys.stdout,
+            err=sys.stderr,
+            json_mode=args.json,
+            stream=sys.stdout.isatty(),
+        ).run()
+    finally:
+        problem = game.close()
+        if problem:
+            print(f"warning: the game was not saved: {problem}", file=sys.stderr)
+
+
+def tui_app(
+    args: argparse.Namespace, backend_factory: BackendFactory | None = None
+) -> AdventureApp:
+    """The TUI app for a ``play``, ``resume`` or bare command line, built exactly as the game
+    builds it (tests call this too, with a scripted ``backend_factory``).
+
+    Raises:
+        ConfigError, SaveError, SaveNameError, YamlLoadError: one line, before anything starts.
+    """
+    from game.tui.app import StartAt, create_app
+
+    settings = settings_from_args(args)
+    overrides = cli_overrides(args)
+    catalog = _catalog(args)
+    start = None
+    if args.command == "play":
+        if args.name is not None:
+            check_save_name(args.name)
+        start = StartAt(
+            entry=find_entry(args.scenario, catalog), name=args.name, saving=not args.no_save
+        )
+    elif args.command == "resume":
+        path = SaveFolder(resolve_saves_dir(settings)).find(args.save)
+        start = StartAt(save=path, saving=not args.no_save)
+    return create_app(
+        settings,
+        entries(catalog),
+        start=start,
+        overrides=overrides,
+        backend_factory=backend_factory,
     )
-    return game.run()
 
 
-def run_tui(settings: Settings, offered: list[ScenarioEntry], start: StartAt | None = None) -> int:
-    """Open the TUI on ``start`` (the start screen when None)."""
-    from game.runtime import open_backend
-    from game.tui.app import AdventureApp
-
-    app = AdventureApp(
-        settings=settings, entries=offered, backend_factory=open_backend, start=start
-    )
+def run_tui(args: argparse.Namespace) -> int:
+    app = tui_app(args)
     app.run()
     return app.return_code or 0
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from game.runtime import new_session, open_backend
-    from game.tui.app import StartAt
+    from game.models import ModelHost
+    from game.runtime import open_backend
 
-    settings = settings_from_args(args, load_settings())
-    catalog = _catalog(args)
-    entry = find_entry(args.scenario, catalog)
-    scenario = entry.scenario
     if not args.headless:
-        return run_tui(settings, entries(catalog), StartAt(entry=entry))
+        return run_tui(args)
+    settings = settings_from_args(args)
+    entry = find_entry(args.scenario, _catalog(args))
+    if args.name is not None:
+        check_save_name(args.name)
     if not args.json:
         print("Loading the model...", file=sys.stderr, flush=True)
-    backend = open_backend(settings)
-    session = new_session(settings, scenario, backend)
-    slot = None
-    if not args.no_save:
-        folder = SaveFolder(resolve_saves_dir(settings))
-        name = args.name or default_save_name(scenario)
-        model = model_info(resolve_model_path(settings))
-        slot = SaveSlot.new(folder, name, model, pack_id=entry.pack_id)
-        if slot.path.exists():
-            raise ConfigError(f"a save named {name!r} exists: resume it, or pick another --name")
-    return _run_headless(args, session, slot)
+    game = GameController.new_game(
+        settings, entry, ModelHost(open_backend), name=args.name, saving=not args.no_save
+    )
+    return _run_headless(args, game)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from game.runtime import open_backend, resume_session
-    from game.tui.app import StartAt
+    from game.models import ModelHost
+    from game.runtime import open_backend
 
-    settings = settings_from_args(args, load_settings())
-    folder = SaveFolder(resolve_saves_dir(settings))
-    path = folder.find(args.save)
     if not args.headless:
-        return run_tui(settings, entries(_catalog(args)), StartAt(save=path))
-    save = load_save(path)
-    model = model_info(resolve_model_path(settings))
-    if (model.file, model.size) != (save.model.file, save.model.size):
-        print(
-            f"note: this game was played on {save.model.file}; it goes on with {model.file}",
-            file=sys.stderr,
-        )
-    session = resume_session(settings, save, open_backend(settings))
-    slot = None if args.no_save else SaveSlot.of(folder, save, model)
-    return _run_headless(args, session, slot)
+        return run_tui(args)
+    settings = settings_from_args(args)
+    path = SaveFolder(resolve_saves_dir(settings)).find(args.save)
+    game = GameController.resume(
+        settings,
+        path,
+        ModelHost(open_backend),
+        explicit=Explicit.from_overrides(cli_overrides(args)),
+        saving=not args.no_save,
+    )
+    return _run_headless(args, game)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": lambda args: cmd_validate(args.paths),
+    "scenarios": cmd_scenarios,
+    "packs": cmd_packs,
+    "play": cmd_play,
+    "resume": cmd_resume,
+    "saves": cmd_saves,
+    "bench": cmd_bench,
+    "import": lambda args: imports.cmd_import(args, user_packs_dir()),
+    "export": lambda args: imports.cmd_export(
+        args, lambda ref: find_entry(ref, _catalog(args)).scenario
+    ),
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    return COMMANDS.get(args.command, run_tui)(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,25 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) or getattr(args, "headless", False)
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
-        if args.command == "validate":
-            return cmd_validate(args.paths)
-        if args.command == "scenarios":
-            return cmd_scenarios(args)
-        if args.command == "packs":
-            return cmd_packs(args)
-        if args.command == "play":
-            return cmd_play(args)
-        if args.command == "resume":
-            return cmd_resume(args)
-        if args.command == "saves":
-            return cmd_saves(args)
-        if args.command == "bench":
-            return cmd_bench(args)
-        if args.command == "import":
-            return imports.cmd_import(args, user_packs_dir())
-        if args.command == "export":
-            return imports.cmd_export(args, lambda ref: find_entry(ref, _catalog(args)).scenario)
-        return run_tui(load_settings(), entries(_catalog(args)))
+        status = _run(args)
+        # Flushed here, not at exit: a reader that went away is handled below, quietly.
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be said, and that is no error.
+        _silence_stdout()
+        return 0
     except PLAYER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -457,3 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         print(f"internal error: {type(exc).__name__}: {first_line}{where}", file=sys.stderr)
         return 70
+
+
+def tui_app_for(argv: Sequence[str], backend_factory: BackendFactory | None = None) -> AdventureApp:
+    """:func:`tui_app` for a command line given as a list of words."""
+    return tui_app(build_parser().parse_args(argv), backend_factory)

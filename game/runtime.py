@@ -7,7 +7,6 @@ import logging
 from game.backends.base import Backend
 from game.config import Settings, resolve_model_path
 from game.prompt import DEFAULT_FORMAT, PromptFormat, format_for_chat_template, get_format
-from game.saves import SaveGame, new_session_from_save
 from game.scenario import Scenario
 from game.session import Session
 
@@ -54,13 +53,3 @@ def new_session(settings: Settings, scenario: Scenario, backend: Backend) -> Ses
         choice_mode=settings.choice_mode,
         seed=settings.seed,
     )
-
-
-def resume_session(settings: Settings, save: SaveGame, backend: Backend) -> Session:
-    """A session that goes on with a saved game: in the save's prompt format and choice mode,
-    unless the player's settings name others."""
-    fmt = get_format(settings.prompt_format or save.prompt_format)
-    session = new_session_from_save(save, backend, fmt)
-    if settings.choice_mode:
-        session.choice_mode = settings.choice_mode
-    return session

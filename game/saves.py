@@ -67,6 +67,32 @@ class SaveExistsError(SaveError):
     """The name is taken by another game's save; writing would clobber it."""
 
 
+class SaveNameError(ValueError):
+    """A save name that cannot be used; the message is one line for the player."""
+
+
+MAX_NAME_CHARS = 200
+
+
+def check_save_name(name: str) -> str:
+    """The name as it will be saved (surrounding spaces dropped).
+
+    Raises:
+        SaveNameError: when it is empty, longer than a save may hold, or holds control
+            characters (a newline in a name would forge a row of the ``saves`` listing).
+    """
+    cleaned = name.strip()
+    if not cleaned:
+        raise SaveNameError("a save name cannot be empty")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise SaveNameError(
+            f"a save name is at most {MAX_NAME_CHARS} characters (this one has {len(cleaned)})"
+        )
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in cleaned):
+        raise SaveNameError("a save name cannot hold control characters")
+    return cleaned
+
+
 class SavedTurn(BaseModel):
     """One turn. ``choices`` and ``cut_short`` are for the model's turns."""
 
@@ -76,6 +102,9 @@ class SavedTurn(BaseModel):
     text: str
     choices: list[str] = Field(default_factory=list)
     cut_short: bool = False
+    # The oldest exchange the window kept when this reply was written (model turns), so that
+    # undo puts the window back exactly; absent in saves from before it was recorded.
+    window_start: int | None = Field(None, ge=0)
 
 
 class ModelInfo(BaseModel):
@@ -94,7 +123,7 @@ class SaveGame(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     game_id: str
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     created_at: datetime
     updated_at: datetime
     scenario: Scenario
@@ -133,6 +162,7 @@ def _turns(exchanges: list[Exchange]) -> list[SavedTurn]:
                 text=exchange.reply.text,
                 choices=exchange.choices,
                 cut_short=exchange.cut_short,
+                window_start=exchange.window_start,
             )
         )
     return turns
@@ -183,6 +213,7 @@ def _exchanges(session: Session, turns: list[SavedTurn]) -> list[Exchange]:
                 parsed.narrative,
                 list(reply.choices),
                 reply.cut_short,
+                reply.window_start,
             )
         )
     return exchanges
@@ -199,15 +230,25 @@ def restore(save: SaveGame, session: Session) -> Session:
     return session
 
 
-def new_session_from_save(save: SaveGame, backend: Any, fmt: PromptFormat) -> Session:
-    """A session that goes on with ``save``'s story on ``backend``."""
+def new_session_from_save(
+    save: SaveGame,
+    backend: Any,
+    fmt: PromptFormat,
+    *,
+    sampling: Sampling | None = None,
+    choice_mode: ChoiceMode | None = None,
+    seed: int | None = None,
+) -> Session:
+    """A session that goes on with ``save``'s story on ``backend``; ``sampling``, ``choice_mode``
+    and ``seed`` replace the save's own when given (the Session checks that a guided mode is
+    possible on this backend)."""
     session = Session(
         save.scenario,
         backend,
         fmt,
-        sampling=save.sampling,
-        choice_mode=save.choice_mode,
-        seed=save.seed,
+        sampling=sampling or save.sampling,
+        choice_mode=choice_mode or save.choice_mode,
+        seed=save.seed if seed is None else seed,
     )
     return restore(save, session)
 
@@ -397,12 +438,17 @@ class SaveFolder:
         readable.sort(key=lambda entry: entry.save.updated_at if entry.save else 0, reverse=True)
         return readable + broken
 
-    def newest(self) -> Path | None:
+    def newest_listing(self) -> SaveListing | None:
         """The most recently played readable save, if any."""
         for entry in self.listing():
             if entry.save is not None:
-                return entry.path
+                return entry
         return None
+
+    def newest(self) -> Path | None:
+        """The file of the most recently played readable save, if any."""
+        newest = self.newest_listing()
+        return newest.path if newest else None
 
 
 def default_save_name(scenario: Scenario, when: datetime | None = None) -> str:
@@ -423,6 +469,9 @@ class SaveSlot:
         created_at: When the game began.
         model: The model file it is played on now.
         pack_id: The pack its scenario came from, if known.
+        owned: The file this slot wrote last (or was loaded from): writing there again needs no
+            look at what it holds, so an autosave never re-reads the whole save, and a save the
+            game itself wrote never blocks it.
     """
 
     folder: SaveFolder
@@ -431,21 +480,34 @@ class SaveSlot:
     created_at: datetime
     model: ModelInfo
     pack_id: str | None = None
+    owned: Path | None = None
 
     @classmethod
     def new(
         cls, folder: SaveFolder, name: str, model: ModelInfo, pack_id: str | None = None
     ) -> SaveSlot:
+        """A slot for a new game.
+
+        Raises:
+            SaveNameError: when ``name`` cannot be a save's name.
+        """
+        name = check_save_name(name)
         return cls(folder, name, uuid.uuid4().hex, datetime.now(UTC), model, pack_id)
 
     @classmethod
-    def of(cls, folder: SaveFolder, save: SaveGame, model: ModelInfo) -> SaveSlot:
-        """The slot of a loaded save, now played on ``model``."""
-        return cls(folder, save.name, save.game_id, save.created_at, model, save.pack_id)
+    def of(
+        cls, folder: SaveFolder, save: SaveGame, model: ModelInfo, path: Path | None = None
+    ) -> SaveSlot:
+        """The slot of a save loaded from ``path``, now played on ``model``: it goes on saving
+        into that file when the file is in ``folder``."""
+        slot = cls(folder, save.name, save.game_id, save.created_at, model, save.pack_id)
+        if path is not None and path.parent.resolve() == folder.folder.resolve():
+            slot.owned = path
+        return slot
 
     @property
     def path(self) -> Path:
-        return self.folder.path_for(self.name)
+        return self.owned or self.folder.path_for(self.name)
 
     def save(self, session: Session, *, overwrite: bool = False) -> Path:
         """Write the session to this slot's file; see :meth:`SaveFolder.write`."""
@@ -457,17 +519,27 @@ class SaveSlot:
             model=self.model,
             pack_id=self.pack_id,
         )
-        self.folder.write(document, self.path, overwrite=overwrite)
-        return self.path
+        path = self.path
+        self.folder.write(document, path, overwrite=overwrite or path == self.owned)
+        self.owned = path
+        return path
 
     def save_as(self, session: Session, name: str, *, overwrite: bool = False) -> Path:
-        """Save under a new name; later saves of this game go there."""
-        previous = self.name
-        self.name = name
+        """Save under a new name; later saves of this game go there.
+
+        Raises:
+            SaveNameError: when ``name`` cannot be a save's name (nothing changes).
+            SaveError: when it cannot be written there (nothing changes).
+        """
+        name = check_save_name(name)
+        if name == self.name:
+            return self.save(session, overwrite=overwrite)
+        previous = self.name, self.owned
+        self.name, self.owned = name, None
         try:
             return self.save(session, overwrite=overwrite)
         except SaveError:
-            self.name = previous
+            self.name, self.owned = previous
             raise
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from game import lore
-from game.backends.base import Backend, BackendError, GenerationRequest, GenerationStats
+from game.backends.base import Backend, GenerationRequest, GenerationStats, ProgressCallback
 from game.choices import (
     are_near_duplicates,
     distinct_count,
@@ -48,6 +48,9 @@ ChoiceMode = Literal["guided", "free"]
 MAX_OPTION_PASSES = 3
 
 
+# An option pass with less room than this could not write one option line.
+MIN_OPTION_PASS_TOKENS = 8
+
 # Tokens the written lead between narrative and options ("\n\n", or "\n\n- ") may take.
 LEAD_ALLOWANCE = 4
 
@@ -56,6 +59,16 @@ def option_reserve(count: int, max_tokens: int) -> int:
     """Tokens kept back from the narrative for an option block of ``count`` lines: enough for
     lines of about 100 characters, but never more than half of the reply."""
     return min(count * 32 + 8, max_tokens // 2)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """A session's mutable state at one moment (see :meth:`Session.checkpoint`)."""
+
+    exchanges: list[Exchange]
+    undone: list[Exchange]
+    window_start: int
+    generations: int
 
 
 class SessionError(Exception):
@@ -173,7 +186,7 @@ class Session:
             text += "\n\n" + "\n".join(f"- {choice}" for choice in intro.choices)
         player = make_segment(self.backend, self.format, "user", self.scenario.opening)
         reply = reply_segment(self.backend, self.format, text, None)
-        return Exchange(player, reply, intro.text, list(intro.choices))
+        return Exchange(player, reply, intro.text, list(intro.choices), window_start=0)
 
     @property
     def max_tokens(self) -> int:
@@ -249,6 +262,7 @@ class Session:
         on_text: Callable[[str], None] | None = None,
         on_rewind: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> TurnResult:
         """Play one turn.
 
@@ -259,10 +273,29 @@ class Session:
                 back (an option block written again); the next ``on_text`` pieces follow it.
             should_stop: Polled after each token; True stops the reply, which is kept as written
                 and marked cut short.
+            on_progress: Hears how far the model has read the prompt; returning False abandons
+                the turn (GenerationCancelled) before its reply begins.
 
         Raises:
-            BackendError: when the model fails; the session is unchanged.
+            BackendError: when the model fails; the session is unchanged. So it is after any
+            other exception (a bug, KeyboardInterrupt): a failed turn leaves no trace, not even
+            in the seed counter.
         """
+        state = self.checkpoint()
+        try:
+            return self._play(action, on_text, on_rewind, should_stop, on_progress)
+        except BaseException:
+            self.rollback(state)
+            raise
+
+    def _play(
+        self,
+        action: str,
+        on_text: Callable[[str], None] | None,
+        on_rewind: Callable[[str], None] | None,
+        should_stop: Callable[[], bool] | None,
+        on_progress: ProgressCallback | None,
+    ) -> TurnResult:
         notices: list[str] = []
         entries = self._lore_for(action)
         # Triggered lore is a system segment just before the new player turn, not part of the
@@ -293,12 +326,12 @@ class Session:
             history.append(lore_segment.tokens)
         history.append(player.tokens)
 
-        reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop)
+        reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop, on_progress)
         reply.write()
         segment = reply_segment(self.backend, self.format, reply.text, reply.tokens)
         parsed = parse_reply(reply.text)
         self.exchanges.append(
-            Exchange(player, segment, parsed.narrative, parsed.choices, reply.cut_short)
+            Exchange(player, segment, parsed.narrative, parsed.choices, reply.cut_short, start)
         )
         self.undone.clear()
         self.window_start = start
@@ -335,13 +368,37 @@ class Session:
             ban_end=ban_end,
         )
 
+    def checkpoint(self) -> SessionState:
+        """The game's state as it stands, for :meth:`rollback`."""
+        return SessionState(
+            list(self.exchanges), list(self.undone), self.window_start, self.generations
+        )
+
+    def rollback(self, state: SessionState) -> None:
+        """Put the game back exactly as it was at :meth:`checkpoint`."""
+        self.exchanges = list(state.exchanges)
+        self.undone = list(state.undone)
+        self.window_start = state.window_start
+        self.generations = state.generations
+
+    def _window_before(self, count: int) -> int:
+        """Where the window started when the first ``count`` exchanges were all there was."""
+        if count == 0:
+            return 0
+        recorded = self.exchanges[count - 1].window_start
+        return min(self.window_start if recorded is None else recorded, count)
+
     def undo(self) -> Exchange:
-        """Take back the last exchange and return it; :meth:`redo` puts it back."""
+        """Take back the last exchange and return it; :meth:`redo` puts it back.
+
+        The window goes back to where it was before that turn: exchanges a slide dropped come
+        back into the prompt when they fit again. A written intro cannot be taken back.
+        """
         if len(self.exchanges) <= self.intro_turns:
             raise SessionError("there is no turn to undo")
         exchange = self.exchanges.pop()
         self.undone.append(exchange)
-        self.window_start = min(self.window_start, len(self.exchanges))
+        self.window_start = self._window_before(len(self.exchanges))
         return exchange
 
     def redo(self) -> Exchange:
@@ -350,23 +407,22 @@ class Session:
             raise SessionError("there is no turn to redo")
         exchange = self.undone.pop()
         self.exchanges.append(exchange)
+        if exchange.window_start is not None:
+            self.window_start = min(exchange.window_start, len(self.exchanges))
         return exchange
 
     def retry(self, **kwargs: object) -> TurnResult:
         """Generate the last reply again for the same action; see :meth:`play`. The replaced
-        reply is gone (not redoable); when the model fails, it stays."""
+        reply is gone (not redoable); when the turn fails, for whatever reason, it stays."""
         if len(self.exchanges) <= self.intro_turns:
             raise SessionError("there is no reply to retry")
+        state = self.checkpoint()
         last = self.exchanges.pop()
-        window_start = self.window_start
-        self.window_start = min(self.window_start, len(self.exchanges))
-        undone = list(self.undone)
+        self.window_start = self._window_before(len(self.exchanges))
         try:
             return self.play(last.player.text, **kwargs)  # type: ignore[arg-type]
-        except BackendError:
-            self.exchanges.append(last)
-            self.window_start = window_start
-            self.undone = undone
+        except BaseException:
+            self.rollback(state)
             raise
 
     def restore(self, exchanges: list[Exchange], undone: list[Exchange], window_start: int) -> None:
@@ -393,9 +449,12 @@ class _ReplyWriter:
         on_text: Callable[[str], None] | None,
         on_rewind: Callable[[str], None] | None,
         should_stop: Callable[[], bool] | None,
+        on_progress: ProgressCallback | None = None,
     ):
         self.session = session
         self.history = history
+        # Only the first pass reads the prompt; later passes find it in the cache.
+        self.on_progress = on_progress
         self.on_text = on_text
         self.on_rewind = on_rewind
         self.should_stop = should_stop
@@ -435,7 +494,8 @@ class _ReplyWriter:
             return True
 
         segments = [*self.history, (*session._model_open, *lead_tokens)]
-        stats = session.backend.generate(segments, request, on_token)
+        on_progress, self.on_progress = self.on_progress, None
+        stats = session.backend.generate(segments, request, on_token, on_progress)
         self._stats.append(stats)
         if not scanner.stopped and not cancelled:
             tail = scanner.flush()
@@ -481,11 +541,16 @@ class _ReplyWriter:
             # Options already distinct stay; only the rest of the block is written again.
             lead = base + "".join(f"{line}\n" for line in kept)
             lead_tokens = self._tokens_for(lead)
+            # The reply as kept (lead and block) stays within max_tokens, so the prompt plus
+            # this pass never outgrows the context the window left for the reply.
+            room = min(reserve, session.max_tokens - len(lead_tokens))
+            if room < MIN_OPTION_PASS_TOKENS:
+                break
             if self.on_rewind is not None:
                 self.on_rewind(lead)
             self.option_passes += 1
             grammar = options_grammar(self.count - len(kept)) if self.guided else None
-            request = session._request(reserve, grammar, retry=attempt)
+            request = session._request(room, grammar, retry=attempt)
             block, block_tokens, cancelled, cut_short = self._pass(lead, lead_tokens, request)
             score = self._score(lead + block)
             if score > best or cancelled:

@@ -59,6 +59,8 @@ class Exchange:
         narrative: The story part of the reply.
         choices: The options parsed from the reply; empty when it had none.
         cut_short: Whether the reply was stopped before the model finished it.
+        window_start: The oldest exchange the window kept when this one was played (so that
+            an undo can put the window back where it was); None when not known.
     """
 
     player: Segment
@@ -66,6 +68,7 @@ class Exchange:
     narrative: str
     choices: list[str] = field(default_factory=list)
     cut_short: bool = False
+    window_start: int | None = None
 
     @property
     def token_count(self) -> int:

@@ -6,6 +6,7 @@ import io
 import json
 
 from game.backends.scripted import ScriptedBackend
+from game.controller import GameController
 from game.headless import HeadlessGame
 from game.prompt import METHARME
 from game.session import Session
@@ -19,7 +20,11 @@ def play(
     feed = iter(lines)
     out, err = io.StringIO(), io.StringIO()
     game = HeadlessGame(
-        session, read_line=lambda: next(feed, None), out=out, err=err, json_mode=json_mode
+        GameController(session, None),
+        read_line=lambda: next(feed, None),
+        out=out,
+        err=err,
+        json_mode=json_mode,
     )
     assert game.run() == 0
     return out.getvalue(), err.getvalue(), session
@@ -64,7 +69,8 @@ def test_autosave_and_save_as(tmp_path):
     slot = SaveSlot.new(SaveFolder(tmp_path), "first", ModelInfo(file="m.gguf"))
     feed = iter(["Go.", "/save", "/save Second Name", "Again.", "/undo", "/redo", "/redo"])
     out, err = io.StringIO(), io.StringIO()
-    HeadlessGame(session, read_line=lambda: next(feed, None), out=out, err=err, slot=slot).run()
+    game = GameController(session, slot)
+    HeadlessGame(game, read_line=lambda: next(feed, None), out=out, err=err).run()
     assert load(tmp_path / "first.json").turn_count == 2
     assert load(tmp_path / "second-name.json").turn_count == 3
     assert f"(saved to {tmp_path / 'second-name.json'})" in err.getvalue()

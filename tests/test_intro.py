@@ -9,6 +9,7 @@ import json
 import pytest
 
 from game.backends.scripted import ScriptedBackend
+from game.controller import GameController
 from game.headless import HeadlessGame
 from game.prompt import METHARME, render
 from game.saves import ModelInfo, new_session_from_save, snapshot
@@ -82,7 +83,9 @@ def test_headless_shows_the_intro_and_plays_on():
     session, backend = intro_session()
     feed = iter(["2"])
     out, err = io.StringIO(), io.StringIO()
-    game = HeadlessGame(session, read_line=lambda: next(feed, None), out=out, err=err)
+    game = HeadlessGame(
+        GameController(session, None), read_line=lambda: next(feed, None), out=out, err=err
+    )
     assert game.run() == 0
     text = out.getvalue()
     assert "You wake in a cold hall.\n\n  1. Stand up.\n  2. Call out.\n" in text
@@ -94,7 +97,13 @@ def test_headless_shows_the_intro_and_plays_on():
 def test_headless_json_intro_line():
     session, _ = intro_session()
     out = io.StringIO()
-    HeadlessGame(session, read_line=lambda: None, out=out, err=io.StringIO(), json_mode=True).run()
+    HeadlessGame(
+        GameController(session, None),
+        read_line=lambda: None,
+        out=out,
+        err=io.StringIO(),
+        json_mode=True,
+    ).run()
     first = json.loads(out.getvalue().splitlines()[0])
     assert first == {
         "turn": 1,

@@ -46,7 +46,7 @@ def played_session(turns: int = 5, n_ctx: int = 2048) -> Session:
 
 
 def test_round_trip_keeps_every_field_and_the_next_prompt(tmp_path):
-    session = played_session(6, n_ctx=600)  # small enough that the window has slid
+    session = played_session(7, n_ctx=600)  # small enough that the window has slid
     session.undo()
     assert session.window_start > 0
     folder = SaveFolder(tmp_path)
@@ -64,7 +64,7 @@ def test_round_trip_keeps_every_field_and_the_next_prompt(tmp_path):
         pack_id="classics",
     )
     assert loaded.model_dump(exclude={"updated_at"}) == original.model_dump(exclude={"updated_at"})
-    assert loaded.turn_count == 5 and len(loaded.redo) == 2
+    assert loaded.turn_count == 6 and len(loaded.redo) == 2
 
     resumed = new_session_from_save(loaded, ScriptedBackend(replies=replies, n_ctx=600), METHARME)
     assert resumed.window_start == session.window_start
@@ -279,3 +279,32 @@ def test_two_processes_saving_into_one_folder(tmp_path):
     listing = SaveFolder(folder).listing()
     assert {entry.path.name for entry in listing} == {"one.json", "two.json"}
     assert all(entry.save is not None for entry in listing)
+
+
+def test_a_writer_waits_for_the_folder_lock(tmp_path):
+    """Writers serialize on the folder's lock: while another process holds it, nothing is
+    written (this fails when a writer does not take the lock)."""
+    import fcntl
+
+    folder = tmp_path / "saves"
+    folder.mkdir()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO)))
+    with open(folder / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(folder), "waiter"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            time.sleep(0.5)
+            assert not list(folder.glob("waiter.json*")) and not list(folder.glob(".waiter*"))
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            deadline = time.monotonic() + 10
+            while not (folder / "waiter.json").exists():
+                assert time.monotonic() < deadline, "the writer never wrote after the unlock"
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert load(folder / "waiter.json").turn_count in (1, 8)

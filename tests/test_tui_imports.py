@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from textual.widgets import OptionList
 
+from game.backends.scripted import ScriptedBackend
 from game.catalog import user_packs_dir
 from game.tui.start import StartScreen
 from game.tui.widgets import ChoiceList
 from tests import cardfixtures as fx
-from tests.test_tui import make_app, play_screen, settle, turn_texts
+from tests.test_tui import REPLIES, make_app, play_screen, settle, turn_texts
 
 
 async def test_a_dropped_card_is_picked_up_and_its_intro_opens_the_game(tmp_path):
     packs = user_packs_dir()
     packs.mkdir(parents=True)
     fx.write_png_card(packs / "sera.png", chara=fx.v2_card(alternate_greetings=[]))
-    app = make_app(tmp_path)
-    backend = app.backend_factory(app.settings)
+    backend = ScriptedBackend(replies=REPLIES)
+    app = make_app(tmp_path, backend)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, StartScreen)
@@ -26,7 +27,7 @@ async def test_a_dropped_card_is_picked_up_and_its_intro_opens_the_game(tmp_path
         await pilot.press(*"seraphina")
         options = app.screen.query_one("#scenarios", OptionList)
         assert options.option_count == 1
-        await pilot.press("enter", "enter")
+        await pilot.press("enter")
         await settle(pilot)
         screen = play_screen(app)
         assert turn_texts(app) == [

@@ -32,11 +32,10 @@ from game.backends.base import (
     TokenCallback,
 )
 from game.backends.grammar_sampling import CheckedGrammarSampler
+from game.config import model_file_problem
 from game.kvcache import CacheMode
 
 log = logging.getLogger(__name__)
-
-GGUF_MAGIC = b"GGUF"
 
 
 def gpu_offload_supported() -> bool:
@@ -46,17 +45,9 @@ def gpu_offload_supported() -> bool:
 
 def check_model_file(path: Path) -> None:
     """Fail with one clear line unless ``path`` is a readable GGUF file."""
-    if not path.exists():
-        raise BackendError(f"model file not found: {path}")
-    if not path.is_file():
-        raise BackendError(f"model path is not a file: {path}")
-    try:
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-    except OSError as exc:
-        raise BackendError(f"cannot read model file {path}: {exc.strerror}") from None
-    if magic != GGUF_MAGIC:
-        raise BackendError(f"not a GGUF model file: {path} (it does not start with 'GGUF')")
+    problem = model_file_problem(path)
+    if problem is not None:
+        raise BackendError(problem)
 
 
 class LlamaCppBackend:
@@ -97,7 +88,13 @@ class LlamaCppBackend:
         self.cache_mode: CacheMode = cache_mode
         self._default_seed = llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed
         self.shifts = 0
+        # Two locks, always taken in this order: ``_lock`` for the context (one generation at a
+        # time; callbacks run under it) and ``_vocab_lock`` for the vocabulary (tokenizing is
+        # read-only and safe beside a decode). A callback that tokenizes therefore never waits
+        # for the generation that called it; ``close`` takes both.
         self._lock = threading.Lock()
+        self._vocab_lock = threading.Lock()
+        self._closed = False
         # verbose=True keeps llama-cpp-python from dup2-ing the process's stdout and stderr to
         # /dev/null while it loads (which would blank a TUI drawing from another thread); its
         # Python prints go to the log instead, and llama.cpp's C log goes through llama_log.
@@ -118,6 +115,7 @@ class LlamaCppBackend:
         finally:
             stream.flush()
         model = self._llm._model
+        self._n_ctx = self._llm.n_ctx()
         self._vocab = model.vocab
         trained = model.n_ctx_train()
         if trained and n_ctx > trained:
@@ -158,7 +156,8 @@ class LlamaCppBackend:
 
     @property
     def n_ctx(self) -> int:
-        return self._llm.n_ctx()
+        # Kept in Python: a status line may ask after the model was closed.
+        return self._n_ctx
 
     @property
     def chat_template(self) -> str | None:
@@ -174,10 +173,15 @@ class LlamaCppBackend:
     def _raw_tokenize(self, text: str, *, special: bool) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError(f"the model {self.name} was closed")
+
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         if not text:
             return []
-        with self._lock:
+        with self._vocab_lock:
+            self._check_open()
             if not self._space_prefix:
                 return self._raw_tokenize(text, special=special)
             # Tokenize after a newline and drop the newline's tokens: what remains is the text
@@ -189,12 +193,16 @@ class LlamaCppBackend:
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token, special tokens written out, no leading space stripped."""
-        buffer = (llama_cpp.ctypes.c_char * 64)()
-        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
-        if size < 0:
-            buffer = (llama_cpp.ctypes.c_char * -size)()
+        with self._vocab_lock:
+            self._check_open()
+            buffer = (llama_cpp.ctypes.c_char * 64)()
             size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
-        return bytes(buffer[:size])
+            if size < 0:
+                buffer = (llama_cpp.ctypes.c_char * -size)()
+                size = llama_cpp.llama_token_to_piece(
+                    self._vocab, token, buffer, len(buffer), 0, True
+                )
+            return bytes(buffer[:size])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return b"".join(self.piece(token) for token in tokens).decode("utf-8", errors="replace")
@@ -245,6 +253,7 @@ class LlamaCppBackend:
         if len(prompt) >= self.n_ctx:
             raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx {self.n_ctx}")
         with self._lock:
+            self._check_open()
             try:
                 return self._generate(prompt, request, on_token)
             except (RuntimeError, OSError, ValueError) as exc:
@@ -338,5 +347,7 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         """Free the model now rather than at garbage collection."""
-        with self._lock:
-            self._llm.close()
+        with self._lock, self._vocab_lock:
+            if not self._closed:
+                self._closed = True
+                self._llm.close()

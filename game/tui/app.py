@@ -1,49 +1,61 @@
-"""The Textual app: the screens, the one model shared by every game, and the settings."""
+"""The Textual app: routes the screens' messages, holds the settings and the models.
+
+Attributes go down (a screen gets what it shows when it is made), messages come up (a screen
+says what the player chose; the app decides what happens). The game itself is a
+:class:`~game.controller.GameController`, built and driven by the play screen's workers.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from game.backends.base import Backend
 from game.catalog import ScenarioEntry
-from game.config import Settings, config_file, resolve_model_path, resolve_saves_dir
-from game.saves import SaveError, SaveFolder
-from game.saves import load as load_save
+from game.config import ConfigError, Settings, config_file, resolve_saves_dir, save_settings
+from game.controller import Explicit, GameController
+from game.models import BackendFactory, ModelHost
+from game.saves import SaveFolder
+from game.tui.load import LoadScreen
+from game.tui.play import PlayScreen
+from game.tui.settings import SettingsScreen
+from game.tui.start import StartScreen
 
 log = logging.getLogger(__name__)
-
-BackendFactory = Callable[[Settings], Backend]
 
 
 @dataclass(frozen=True)
 class StartAt:
-    """What the app opens on: a new game of ``entry``, or the save at ``save``."""
+    """What the app opens on: a new game of ``entry`` (saved as ``name``, or not saved), the
+    save at ``save``, or the start screen when neither is given."""
 
     entry: ScenarioEntry | None = None
     save: Path | None = None
+    name: str | None = None
+    saving: bool = True
 
 
 class AdventureApp(App[None]):
     """The game.
 
     Args:
-        settings: The player's settings.
+        settings: The settings in force (config file, environment and command line merged).
         entries: The scenarios to offer.
         backend_factory: Loads a model for the settings (the llama.cpp backend; a scripted one
             in tests).
         settings_path: Where the settings screen saves.
         start: Open straight into a game instead of the start screen.
+        overrides: What the command line set for this run: a resumed game takes these over
+            its save's own settings.
     """
 
-    CSS_PATH = "app.tcss"
     TITLE = "Metharme Adventure"
     BINDINGS = [Binding("f2", "settings", "Settings", show=False)]
 
@@ -55,113 +67,168 @@ class AdventureApp(App[None]):
         backend_factory: BackendFactory,
         settings_path: Path | None = None,
         start: StartAt | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.entries = entries
-        self.backend_factory = backend_factory
         self.settings_path = settings_path or config_file()
-        self.saves = SaveFolder(resolve_saves_dir(settings))
+        self.models = ModelHost(backend_factory)
+        self._explicit = Explicit.from_overrides(overrides or {})
         self._start = start or StartAt()
-        self._backend: Backend | None = None
-        self._backend_lock = threading.Lock()
+        self._saving = self._start.saving
+        # Games built and not yet closed: closed when their screen goes, or at quit.
+        self._games: set[GameController] = set()
 
-    # -- the model ---------------------------------------------------------------------------------
-
-    def get_backend(self) -> Backend:
-        """The loaded model, loading it on first use (call from a worker thread)."""
-        with self._backend_lock:
-            if self._backend is None:
-                self._backend = self.backend_factory(self.settings)
-            return self._backend
-
-    def model_path(self) -> Path:
-        return resolve_model_path(self.settings)
-
-    def apply_settings(self, settings: Settings) -> None:
-        """Use new settings; the model is loaded again for the next game."""
-        self.settings = settings
-        self.saves = SaveFolder(resolve_saves_dir(settings))
-        with self._backend_lock:
-            old, self._backend = self._backend, None
-        close = getattr(old, "close", None)
-        if close is not None:
-            close()
+    @property
+    def saves(self) -> SaveFolder:
+        return SaveFolder(resolve_saves_dir(self.settings))
 
     # -- screens -----------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        if self._start.entry is not None:
-            self.start_game(self._start.entry)
-        elif self._start.save is not None:
-            self.show_start()
-            self.resume(self._start.save)
+        start = self._start
+        if start.entry is not None:
+            self._new_game(start.entry, start.name)
+        elif start.save is not None:
+            self._resume(start.save)
         else:
             self.show_start()
 
-    def show_start(self) -> None:
-        from game.tui.start import StartScreen
-
-        self._replace_all(StartScreen())
-
-    def _replace_all(self, screen: Screen[None]) -> None:
+    def _switch_to(self, screen: Screen[None]) -> None:
+        """Show ``screen`` alone (above the app's blank default screen)."""
         while len(self.screen_stack) > 1:
             self.pop_screen()
         self.push_screen(screen)
 
-    def start_game(self, entry: ScenarioEntry) -> None:
-        from game.tui.play import PlayScreen
+    def show_start(self) -> None:
+        newest = self.saves.newest_listing()
+        self._switch_to(
+            StartScreen(self.entries, continue_name=newest.save.name if newest else None)
+        )
 
-        self._replace_all(PlayScreen(entry=entry))
+    def _new_game(self, entry: ScenarioEntry, name: str | None = None) -> None:
+        settings, saving = self.settings, self._saving
 
-    def resume(self, path: Path) -> None:
-        from game.tui.play import PlayScreen
+        def build() -> GameController:
+            return self._track(
+                GameController.new_game(settings, entry, self.models, name=name, saving=saving)
+            )
 
+        self._switch_to(PlayScreen(build, entry.scenario.title))
+
+    def _resume(self, path: Path) -> None:
+        settings, saving, explicit = self.settings, self._saving, self._explicit
+
+        def build() -> GameController:
+            return self._track(
+                GameController.resume(settings, path, self.models, explicit=explicit, saving=saving)
+            )
+
+        self._switch_to(PlayScreen(build, path.stem))
+
+    def _track(self, game: GameController) -> GameController:
+        self._games.add(game)
+        return game
+
+    # -- messages from the screens -----------------------------------------------------------------
+
+    def on_start_screen_scenario_chosen(self, message: StartScreen.ScenarioChosen) -> None:
+        self._saving = True
+        self._new_game(message.entry)
+
+    def on_start_screen_continue_chosen(self, message: StartScreen.ContinueChosen) -> None:
+        newest = self.saves.newest()
+        if newest is not None:
+            self._saving = True
+            self._resume(newest)
+
+    def on_load_screen_save_chosen(self, message: LoadScreen.SaveChosen) -> None:
+        self._saving = True
+        self._resume(message.path)
+
+    def on_play_screen_game_ended(self, message: PlayScreen.GameEnded) -> None:
+        """A play screen is going away: its game is closed (stopped, saved, model let go) in
+        a thread, so that a reply being written never blocks the screen."""
+        game = message.game
+        self._games.discard(game)
+        self.run_worker(lambda: self._close(game), thread=True, group="close")
+
+    def on_play_screen_new_game_wanted(self, message: PlayScreen.NewGameWanted) -> None:
+        self.show_start()
+
+    def on_settings_screen_saved(self, message: SettingsScreen.Saved) -> None:
         try:
-            save = load_save(path)
-        except SaveError as exc:
-            self.notify(str(exc), title="Cannot load", severity="error", timeout=10)
+            save_settings(message.settings, self.settings, self.settings_path)
+        except ConfigError as exc:
+            self.notify(str(exc), title="Not saved", severity="error")
             return
-        self._replace_all(PlayScreen(save=save))
+        self.settings = message.settings
+        self.pop_screen()
+        self.notify("Settings saved; a changed model is loaded for the next game.")
+
+    # -- actions -----------------------------------------------------------------------------------
 
     def action_load(self) -> None:
-        from game.tui.load import LoadScreen
-
-        self.push_screen(LoadScreen())
+        self.push_screen(LoadScreen(self.saves))
 
     def action_settings(self) -> None:
-        from game.tui.settings import SettingsScreen
-
-        self.push_screen(SettingsScreen())
+        if not isinstance(self.screen, SettingsScreen):
+            self.push_screen(SettingsScreen(self.settings, self.settings_path))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        from game.tui.play import PlayScreen
-
         yield SystemCommand(
             "Settings", "Model, context, GPU layers, sampling", self.action_settings
         )
         yield SystemCommand("Load a game", "Pick a saved game", self.action_load)
         if isinstance(screen, PlayScreen):
-            yield SystemCommand("Retry", "Write the last reply again", screen.action_retry)
-            yield SystemCommand("Undo", "Take back the last turn", screen.action_undo)
-            yield SystemCommand("Redo", "Put back the turn taken back", screen.action_redo)
-            yield SystemCommand(
-                "Edit last action", "Take back the last turn to edit it", screen.action_edit
-            )
-            yield SystemCommand("Save", "Save the game under a name", screen.action_save)
-            yield SystemCommand("New game", "Back to the scenarios", screen.action_new_game)
+            yield from screen.commands()
+
+    def _close(self, game: GameController) -> None:
+        problem = game.close()
+        if problem:
+            log.error("the game was not saved at its end: %s", problem)
+
+    def on_unmount(self) -> None:
+        # However the app ends (ctrl+q, a closed terminal, a test), no game is left unsaved
+        # and no worker thread is left writing a reply.
+        for game in list(self._games):
+            self._close(game)
+        self._games.clear()
 
     async def action_quit(self) -> None:
-        """Quit, saving the game in play first (so nothing is lost)."""
-        from game.tui.play import PlayScreen
-
-        for screen in self.screen_stack:
-            if isinstance(screen, PlayScreen) and screen.session is not None and screen.slot:
-                screen._stop.set()
-                if not screen.busy:
-                    try:
-                        screen.slot.save(screen.session)
-                    except SaveError as exc:
-                        log.error("autosave on quit failed: %s", exc)
+        """Quit: every game stops its reply, saves what was written, and lets its model go."""
+        games, self._games = list(self._games), set()
+        if any(game.busy for game in games):
+            self.notify("Stopping the reply and saving the game…")
+        if games:
+            await asyncio.gather(*(asyncio.to_thread(self._close, game) for game in games))
+        await self.workers.wait_for_complete()
+        self.models.close()
         self.exit()
+
+
+def create_app(
+    settings: Settings,
+    entries: list[ScenarioEntry],
+    *,
+    start: StartAt | None = None,
+    overrides: dict[str, Any] | None = None,
+    backend_factory: Callable[[Settings], Any] | None = None,
+    settings_path: Path | None = None,
+) -> AdventureApp:
+    """The app as the command line builds it; tests build it here too (with a scripted
+    ``backend_factory``), so that they start it the way a player does."""
+    if backend_factory is None:
+        from game.runtime import open_backend
+
+        backend_factory = open_backend
+    return AdventureApp(
+        settings=settings,
+        entries=entries,
+        backend_factory=backend_factory,
+        settings_path=settings_path,
+        start=start,
+        overrides=overrides,
+    )

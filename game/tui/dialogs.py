@@ -12,6 +12,19 @@ from textual.widgets import Input, Label
 class SaveNameScreen(ModalScreen[str | None]):
     """Ask for a save's name; Enter saves, Escape cancels."""
 
+    DEFAULT_CSS = """
+    SaveNameScreen {
+        align: center middle;
+    }
+    #dialog {
+        width: 60;
+        height: auto;
+        padding: 1 2;
+        border: thick $accent;
+        background: $surface;
+    }
+    """
+
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, name: str) -> None:

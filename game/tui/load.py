@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-if TYPE_CHECKING:
-    from game.tui.app import AdventureApp
+from game.saves import SaveFolder
 
 
 class LoadScreen(Screen[None]):
+    """Pick a save of ``saves`` to go on with."""
+
+    DEFAULT_CSS = """
+    #saves {
+        height: 1fr;
+    }
+    """
+
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+
+    class SaveChosen(Message):
+        """Go on with the save at ``path``."""
+
+        def __init__(self, path: Path) -> None:
+            super().__init__()
+            self.path = path
+
+    def __init__(self, saves: SaveFolder) -> None:
+        super().__init__()
+        self.saves = saves
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -25,11 +43,10 @@ class LoadScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Load a game"
-        adventure: AdventureApp = self.app  # type: ignore[assignment]
-        self.sub_title = str(adventure.saves.folder)
+        self.sub_title = str(self.saves.folder)
         table = self.query_one(DataTable)
         table.add_columns("name", "scenario", "turns", "last played")
-        for entry in adventure.saves.listing():
+        for entry in self.saves.listing():
             if entry.save is None:
                 table.add_row(entry.path.name, f"unreadable: {entry.problem}", "", "", key=None)
                 continue
@@ -47,8 +64,7 @@ class LoadScreen(Screen[None]):
 
     @on(DataTable.RowSelected)
     def _chosen(self, event: DataTable.RowSelected) -> None:
-        adventure: AdventureApp = self.app  # type: ignore[assignment]
         if event.row_key.value is None:
             self.notify("That save cannot be read.", severity="error")
             return
-        adventure.resume(Path(event.row_key.value))
+        self.post_message(self.SaveChosen(Path(event.row_key.value)))

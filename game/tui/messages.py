@@ -1,21 +1,26 @@
-"""Messages the generation worker posts to the play screen (the worker never touches widgets)."""
+"""Messages the play screen's workers post (a worker never touches a widget)."""
 
 from __future__ import annotations
 
 from textual.message import Message
 
-from game.saves import SaveSlot
-from game.session import Session, TurnResult
+from game.controller import GameController, TurnOutcome
 
 
 class GameReady(Message):
-    """The model is loaded and the session built (new, or restored from a save)."""
+    """The model is loaded and the game built (new, or restored from a save)."""
 
-    def __init__(self, session: Session, slot: SaveSlot | None, new_game: bool) -> None:
+    def __init__(self, game: GameController) -> None:
         super().__init__()
-        self.session = session
-        self.slot = slot
-        self.new_game = new_game
+        self.game = game
+
+
+class GameFailed(Message):
+    """The game could not start; ``error`` is one line."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
 
 
 class ReplyText(Message):
@@ -34,18 +39,40 @@ class ReplyRewind(Message):
         self.text = text
 
 
-class TurnDone(Message):
-    """A turn finished; ``saved`` is the autosave's problem, or None when it was saved."""
+class ReadingProgress(Message):
+    """The model has read ``done`` of the ``total`` prompt tokens it reads this turn."""
 
-    def __init__(self, result: TurnResult, save_problem: str | None) -> None:
+    def __init__(self, done: int, total: int, elapsed: float) -> None:
         super().__init__()
-        self.result = result
-        self.save_problem = save_problem
+        self.done = done
+        self.total = total
+        self.elapsed = elapsed
+
+
+class TurnDone(Message):
+    """A turn finished (and was saved, unless ``outcome.save_problem`` says otherwise)."""
+
+    def __init__(self, outcome: TurnOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
 
 
 class TurnFailed(Message):
-    """The model failed (or the game could not start); the session is unchanged."""
+    """A turn did not happen: the game is as it was. ``action`` was the player's (to give it
+    back to the action line); ``cancelled`` when the player stopped it before the reply."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, action: str | None, *, cancelled: bool = False) -> None:
         super().__init__()
         self.error = error
+        self.action = action
+        self.cancelled = cancelled
+
+
+class StoryChanged(Message):
+    """Undo, redo or edit changed the story; ``note`` is what to tell the player, ``action``
+    text to put in the action line (edit)."""
+
+    def __init__(self, note: str, action: str | None = None) -> None:
+        super().__init__()
+        self.note = note
+        self.action = action

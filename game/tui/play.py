@@ -1,45 +1,68 @@
-"""The play screen: the story, the choices, the action line, and the turn worker."""
+"""The play screen: the story, the choices, the action line, and the workers that drive the game.
+
+The game is a :class:`~game.controller.GameController`; this screen only shows it and forwards
+what the player does. Workers run in threads, post messages and never touch a widget.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
+from textual.worker import get_current_worker
 
-from game.backends.base import BackendError
-from game.catalog import ScenarioEntry
+from game.backends.base import BackendError, GenerationCancelled
 from game.choices import resolve_action
-from game.runtime import new_session, resume_session
-from game.saves import (
-    SaveError,
-    SaveExistsError,
-    SaveGame,
-    SaveSlot,
-    default_save_name,
-    model_info,
-)
-from game.session import Session, SessionError
-from game.transcript import Exchange
+from game.config import ConfigError
+from game.controller import GameBusyError, GameController, TurnOutcome
+from game.prompt import UnknownFormatError
+from game.saves import SaveError, SaveExistsError, SaveNameError
+from game.session import SessionError
 from game.tui.batching import TextBatcher
 from game.tui.dialogs import SaveNameScreen
-from game.tui.messages import GameReady, ReplyRewind, ReplyText, TurnDone, TurnFailed
+from game.tui.messages import (
+    GameFailed,
+    GameReady,
+    ReadingProgress,
+    ReplyRewind,
+    ReplyText,
+    StoryChanged,
+    TurnDone,
+    TurnFailed,
+)
 from game.tui.widgets import ActionInput, ChoiceList, StatusLine, StoryView, TurnView
-
-if TYPE_CHECKING:
-    from game.tui.app import AdventureApp
 
 log = logging.getLogger(__name__)
 
+# What a turn or a change may fail with, each already one line for the player.
+GAME_ERRORS = (BackendError, SessionError, SaveError, SaveNameError, GameBusyError)
+START_ERRORS = (*GAME_ERRORS, ConfigError, UnknownFormatError)
+WAIT = "Wait for the reply to finish (Escape stops it)."
+
 
 class PlayScreen(Screen[None]):
-    """Plays one game: a new one of ``entry``'s scenario, or the game in ``save``."""
+    """Plays one game, built in a worker by ``build`` (which may load a model).
+
+    Args:
+        build: Makes the game (a new one, or one resumed from a save).
+        title: What the header says until the game is ready.
+    """
+
+    DEFAULT_CSS = """
+    /* Notifications sit over the story, never over the action line or the status line. */
+    PlayScreen ToastRack {
+        margin-bottom: 6;
+    }
+    """
 
     BINDINGS = [
         Binding("escape", "stop", "Stop reply"),
@@ -52,146 +75,182 @@ class PlayScreen(Screen[None]):
         Binding("ctrl+n", "new_game", "New game", priority=True),
     ]
 
-    def __init__(self, entry: ScenarioEntry | None = None, save: SaveGame | None = None) -> None:
-        super().__init__()
-        if (entry is None) == (save is None):
-            raise ValueError("give a scenario entry or a save")
-        self.entry = entry
-        self.save_game = save
-        self.session: Session | None = None
-        self.slot: SaveSlot | None = None
-        self.busy = False
-        self._stop = threading.Event()
-        self._streaming: TurnView | None = None
-        self._last_speed = ""
-        self._saved_note = ""
-        self.streamed_pieces = 0  # batches of streamed text shown, for tests
+    busy: reactive[bool] = reactive(True)
 
-    @property
-    def adventure(self) -> AdventureApp:
-        return self.app  # type: ignore[return-value]
+    class GameEnded(Message):
+        """The screen is going away: its game should be closed (stopped, saved, let go)."""
+
+        def __init__(self, game: GameController) -> None:
+            super().__init__()
+            self.game = game
+
+    class NewGameWanted(Message):
+        """The player wants the scenario list."""
+
+    def __init__(self, build: Callable[[], GameController], title: str) -> None:
+        super().__init__()
+        self._build = build
+        self._title = title
+        self.game: GameController | None = None
+        self._streaming: TurnView | None = None
+        self._pending_action: str | None = None
+        self.streamed_pieces = 0  # batches of streamed text shown, for tests
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield StoryView(id="story")
         yield ChoiceList(id="choices")
         yield ActionInput(placeholder="What do you do? (a number picks a choice)", id="action")
-        yield StatusLine("Loading the model…", id="status")
+        yield StatusLine(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        scenario = self.save_game.scenario if self.save_game else self.entry.scenario  # type: ignore[union-attr]
-        self.title = scenario.title
-        self.sub_title = self.save_game.name if self.save_game else "new game"
+        self.title = self._title
+        self.sub_title = "loading the model…"
         self.query_one(ChoiceList).display = False
         self.query_one(ActionInput).focus()
-        self.busy = True
+        self.query_one(StatusLine).activity = "loading the model…"
         self.start_game()
+
+    def on_unmount(self) -> None:
+        if self.game is not None:
+            self.game.cancel()
+            self.app.post_message(self.GameEnded(self.game))
+
+    @property
+    def session(self):
+        return self.game.session if self.game is not None else None
+
+    def watch_busy(self, busy: bool) -> None:
+        if not busy:
+            self.query_one(StatusLine).activity = ""
 
     # -- workers (threads: they post messages, never touch widgets) -----------------------------
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def start_game(self) -> None:
         try:
-            backend = self.adventure.get_backend()
-            settings = self.adventure.settings
-            model = model_info(self.adventure.model_path())
-            folder = self.adventure.saves
-            if self.save_game is not None:
-                session = resume_session(settings, self.save_game, backend)
-                slot = SaveSlot.of(folder, self.save_game, model)
-                self.post_message(GameReady(session, slot, new_game=False))
-                return
-            assert self.entry is not None
-            session = new_session(settings, self.entry.scenario, backend)
-            slot = SaveSlot.new(
-                folder, default_save_name(self.entry.scenario), model, self.entry.pack_id
-            )
-            self.post_message(GameReady(session, slot, new_game=True))
-        except (BackendError, SessionError, SaveError, ValueError) as exc:
-            self.post_message(TurnFailed(f"The game could not start: {exc}"))
+            self.post_message(GameReady(self._build()))
+        except START_ERRORS as exc:
+            self.post_message(GameFailed(f"The game could not start: {exc}"))
         except Exception as exc:  # a worker must never take the app down
             log.exception("starting the game failed")
-            self.post_message(TurnFailed(f"The game could not start: {type(exc).__name__}: {exc}"))
+            self.post_message(GameFailed(f"The game could not start: {type(exc).__name__}: {exc}"))
 
     @work(thread=True, exclusive=True, group="turn", exit_on_error=False)
-    def run_turn(self, action: str | None) -> None:
+    def run_turn(self, game: GameController, action: str | None) -> None:
         """Play ``action``, or retry the last reply when it is None."""
-        session, slot = self.session, self.slot
-        assert session is not None
+        worker = get_current_worker()
         batcher = TextBatcher(lambda text: self.post_message(ReplyText(text)))
+        started = time.monotonic()
+
+        def text(piece: str) -> None:
+            # A cancelled worker (its screen went away) stops the reply at the next token.
+            if worker.is_cancelled:
+                game.cancel()
+            batcher.add(piece)
 
         def rewind(text: str) -> None:
             batcher.flush()
             self.post_message(ReplyRewind(text))
 
-        callbacks = {"on_text": batcher.add, "on_rewind": rewind, "should_stop": self._stop.is_set}
+        def progress(done: int, total: int) -> bool:
+            self.post_message(ReadingProgress(done, total, time.monotonic() - started))
+            return not worker.is_cancelled
+
+        callbacks: dict[str, Any] = {"on_text": text, "on_rewind": rewind, "on_progress": progress}
         try:
-            if action is None:
-                result = session.retry(**callbacks)
-            else:
-                result = session.play(action, **callbacks)
-        except (BackendError, SessionError) as exc:
-            self.post_message(TurnFailed(str(exc)))
+            outcome = game.retry(**callbacks) if action is None else game.play(action, **callbacks)
+        except GenerationCancelled:
+            self.post_message(TurnFailed("Stopped before the reply began.", action, cancelled=True))
+            return
+        except GAME_ERRORS as exc:
+            self.post_message(TurnFailed(str(exc), action))
             return
         except Exception as exc:
             log.exception("a turn failed")
-            self.post_message(TurnFailed(f"{type(exc).__name__}: {exc}"))
+            self.post_message(TurnFailed(f"{type(exc).__name__}: {exc}", action))
             return
         batcher.flush()
-        problem = None
-        if slot is not None:
-            try:
-                slot.save(session)
-            except SaveError as exc:
-                problem = str(exc)
-        self.post_message(TurnDone(result, problem))
+        self.post_message(TurnDone(outcome))
+
+    @work(thread=True, exclusive=True, group="change", exit_on_error=False)
+    def change_story(self, game: GameController, change: str) -> None:
+        """Undo, redo or edit (the autosave that follows is file I/O: not on the UI thread)."""
+        try:
+            if change == "undo":
+                self.post_message(StoryChanged(f"Took back: {game.undo().player.text}"))
+            elif change == "redo":
+                self.post_message(StoryChanged(f"Put back: {game.redo().player.text}"))
+            else:
+                action = game.edit()
+                self.post_message(StoryChanged("Edit the action and press Enter.", action))
+        except GAME_ERRORS as exc:
+            self.post_message(StoryChanged(str(exc)[:1].upper() + str(exc)[1:] + "."))
+
+    @work(thread=True, exclusive=True, group="change", exit_on_error=False)
+    def save_under(self, game: GameController, name: str) -> None:
+        try:
+            path = game.save_as(name)
+        except SaveExistsError:
+            self.post_message(StoryChanged(f"A save named {name!r} exists; pick another name."))
+            return
+        except GAME_ERRORS as exc:
+            self.post_message(StoryChanged(f"Not saved: {exc}"))
+            return
+        self.post_message(StoryChanged(f"Saved to {path.name}"))
 
     # -- messages from the workers ---------------------------------------------------------------
 
     def on_game_ready(self, message: GameReady) -> None:
-        self.session, self.slot = message.session, message.slot
-        story = self.query_one(StoryView)
-        for exchange in message.session.exchanges:
-            story.mount(
-                TurnView(exchange.player.text, exchange.narrative, cut_short=exchange.cut_short)
-            )
-        story.scroll_end(animate=False)
-        self.query_one(ChoiceList).show_choices(message.session.choices)
-        self.sub_title = message.slot.name if message.slot else ""
+        self.game = message.game
+        if not self.is_mounted:
+            return
+        self._redraw()
         self.busy = False
-        self._update_status()
-        # A scenario with a written intro starts with it on screen; others generate a reply.
-        if message.new_game and not message.session.exchanges:
-            self._begin_turn(message.session.scenario.opening)
+        self._show_notices()
+        if self.game.needs_opening:
+            self._begin_turn(self.game.session.scenario.opening)
+
+    def on_game_failed(self, message: GameFailed) -> None:
+        self.notify(message.error, title="Cannot start", severity="error", timeout=10)
+        self.post_message(self.NewGameWanted())
 
     def on_reply_text(self, message: ReplyText) -> None:
         if self._streaming is not None:
             self.streamed_pieces += 1
-            self._streaming.set_reply(self._streaming.reply + message.text, streaming=True)
+            self.query_one(StatusLine).activity = "writing… (Escape stops)"
+            self._streaming.reply += message.text
             self.query_one(StoryView).follow()
 
     def on_reply_rewind(self, message: ReplyRewind) -> None:
         if self._streaming is not None:
-            self._streaming.set_reply(message.text, streaming=True)
+            self._streaming.reply = message.text
+
+    def on_reading_progress(self, message: ReadingProgress) -> None:
+        if message.total <= 0 or message.done >= message.total:
+            self.query_one(StatusLine).activity = "writing… (Escape stops)"
+            return
+        share = message.done / message.total
+        left = message.elapsed / share - message.elapsed if share else 0.0
+        self.query_one(
+            StatusLine
+        ).activity = f"reading the story {share:.0%}, ~{left:.0f} s left (Escape stops)"
 
     def on_turn_done(self, message: TurnDone) -> None:
-        assert self.session is not None
-        exchange = self.session.exchanges[-1]
+        outcome: TurnOutcome = message.outcome
+        game = self.game
+        assert game is not None
+        exchange = game.session.exchanges[-1]
         if self._streaming is not None:
-            self._streaming.set_reply(exchange.narrative, cut_short=exchange.cut_short)
+            self._streaming.finish(exchange.narrative, cut_short=exchange.cut_short)
         self._streaming = None
-        self.query_one(ChoiceList).show_choices(message.result.choices)
+        self.query_one(ChoiceList).show_choices(outcome.result.choices)
         self.query_one(StoryView).follow()
-        for notice in message.result.notices:
-            self.notify(notice, severity="warning")
-        stats = message.result.stats
-        self._last_speed = f"{stats.tokens_per_s:.1f} tok/s"
-        if message.save_problem:
-            self.notify(f"The game was not saved: {message.save_problem}", severity="error")
-            self._saved_note = "not saved"
-        else:
-            self._saved_note = "saved"
+        if outcome.save_problem:
+            self.notify(f"The game was not saved: {outcome.save_problem}", severity="error")
+        self._show_notices()
+        self.query_one(StatusLine).speed = f"{outcome.result.stats.tokens_per_s:.1f} tok/s"
         self.busy = False
         self._update_status()
 
@@ -199,54 +258,77 @@ class PlayScreen(Screen[None]):
         if self._streaming is not None:
             self._streaming.remove()
             self._streaming = None
-        if self.session is not None:
+        if self.game is not None:
             self._redraw()
         self.busy = False
-        self._update_status()
-        self.notify(message.error, title="The model failed", severity="error", timeout=10)
+        action = message.action
+        choices = self.game.session.choices if self.game is not None else []
+        if action is not None and action not in choices and not self.query_one(ActionInput).value:
+            # A typed action is not lost: it is back in the line, to send again. (A picked
+            # choice is still on the list, one key away.)
+            self.query_one(ActionInput).value = action
+        if message.cancelled:
+            self.notify(message.error, severity="warning")
+        else:
+            self.notify(message.error, title="The model failed", severity="error", timeout=10)
+
+    def on_story_changed(self, message: StoryChanged) -> None:
+        if self.game is not None:
+            self._redraw()
+        self.busy = False
+        if message.action is not None:
+            action_input = self.query_one(ActionInput)
+            action_input.value = message.action
+            action_input.cursor_position = len(message.action)
+            action_input.focus()
+        self._show_notices()
+        self.notify(message.note)
 
     # -- player input ----------------------------------------------------------------------------
 
+    def _ready(self) -> GameController | None:
+        """The game when it can take a command now; else tells the player why not."""
+        if self.game is None:
+            self.notify("The game is still loading.", severity="warning")
+            return None
+        if self.busy:
+            self.notify(WAIT, severity="warning")
+            return None
+        return self.game
+
     def _begin_turn(self, action: str | None) -> None:
         """Start a turn in the worker; ``None`` retries the last reply."""
-        assert self.session is not None
+        game = self.game
+        assert game is not None
         self.busy = True
-        self._stop.clear()
         story = self.query_one(StoryView)
         if action is None:
             # The retried reply replaces the last one on screen.
             views = list(story.query(TurnView))
-            view = views[-1] if views else TurnView(self.session.exchanges[-1].player.text)
+            view = views[-1] if views else TurnView(game.session.exchanges[-1].player.text)
             if not views:
                 story.mount(view)
-            view.set_reply("", streaming=True)
+            view.restart()
         else:
-            view = TurnView(action)
-            view.streaming = True
+            view = TurnView(action, streaming=True)
             story.mount(view)
         self._streaming = view
         self.query_one(ChoiceList).show_choices([])
         story.scroll_end(animate=False)
-        self._update_status("writing… (Escape stops)")
-        self.run_turn(action)
-
-    def _act(self, text: str) -> None:
-        if self.busy or self.session is None:
-            self.notify("Wait for the reply to finish (Escape stops it).", severity="warning")
-            return
-        action = resolve_action(text, self.session.choices)
-        if action:
-            self._begin_turn(action)
+        self.query_one(StatusLine).activity = "writing… (Escape stops)"
+        self.run_turn(game, action)
 
     @on(ActionInput.Submitted)
     def _submitted(self, event: ActionInput.Submitted) -> None:
         if not event.value.strip():
             return
-        if self.busy:
-            self.notify("Wait for the reply to finish (Escape stops it).", severity="warning")
+        game = self._ready()
+        if game is None:
             return
         event.input.value = ""
-        self._act(event.value)
+        action = resolve_action(event.value, game.session.choices)
+        if action:
+            self._begin_turn(action)
 
     @on(ActionInput.PickDigit)
     def _digit(self, event: ActionInput.PickDigit) -> None:
@@ -257,137 +339,115 @@ class PlayScreen(Screen[None]):
         self._pick(event.index)
 
     def _pick(self, index: int) -> None:
-        if self.session is None or self.busy:
+        game = self._ready()
+        if game is None:
             return
-        choices = self.session.choices
+        choices = game.session.choices
         if 0 <= index < len(choices):
             self._begin_turn(choices[index])
+        elif not choices:
+            self.notify(
+                "This reply offers no choices: type an action, or ctrl+r writes it again.",
+                severity="warning",
+            )
+        else:
+            self.notify(f"There are only {len(choices)} choices.", severity="warning")
 
     # -- actions ----------------------------------------------------------------------------------
 
-    def _ready(self) -> Session | None:
-        if self.busy or self.session is None:
-            self.notify("Wait for the reply to finish (Escape stops it).", severity="warning")
-            return None
-        return self.session
-
     def action_stop(self) -> None:
-        if self.busy:
-            self._stop.set()
+        if self.game is not None and self.busy:
+            self.game.cancel()
+            self.query_one(StatusLine).activity = "stopping…"
 
     def action_retry(self) -> None:
-        session = self._ready()
-        if session is None:
+        game = self._ready()
+        if game is None:
             return
-        if session.turn <= session.intro_turns:
+        if game.session.turn <= game.session.intro_turns:
             self.notify("There is no reply to retry.", severity="warning")
             return
         self._begin_turn(None)
 
-    def _change(self, step: Callable[[Session], Exchange]) -> Exchange | None:
-        """Undo or redo a turn (``step``), show the story as it now stands, and save it."""
-        session = self._ready()
-        if session is None:
-            return None
-        try:
-            changed = step(session)
-        except SessionError as exc:
-            self.notify(str(exc).capitalize() + ".", severity="warning")
-            return None
-        self._redraw()
-        self._autosave()
-        return changed
+    def _change(self, change: str) -> None:
+        game = self._ready()
+        if game is not None:
+            self.busy = True
+            self.change_story(game, change)
 
     def action_undo(self) -> None:
-        undone = self._change(Session.undo)
-        if undone is not None:
-            self.notify(f"Took back: {undone.player.text}")
+        self._change("undo")
 
     def action_redo(self) -> None:
-        self._change(Session.redo)
+        self._change("redo")
 
     def action_edit(self) -> None:
         """Take back the last turn and put its action in the line to edit."""
-        undone = self._change(Session.undo)
-        if undone is None:
-            return
-        action_input = self.query_one(ActionInput)
-        action_input.value = undone.player.text
-        action_input.cursor_position = len(undone.player.text)
-        action_input.focus()
+        self._change("edit")
 
     def action_save(self) -> None:
-        session = self._ready()
-        if session is None or self.slot is None:
+        game = self._ready()
+        if game is None:
             return
-        slot = self.slot
+        if game.slot is None:
+            self.notify("Saving is off in this game.", severity="warning")
+            return
 
         def chosen(name: str | None) -> None:
-            if not name:
-                return
-            try:
-                path = slot.save_as(session, name) if name != slot.name else slot.save(session)
-            except SaveExistsError:
-                self.notify(f"A save named {name!r} exists; pick another name.", severity="error")
-                return
-            except SaveError as exc:
-                self.notify(str(exc), title="Not saved", severity="error")
-                return
-            self.sub_title = slot.name
-            self._saved_note = "saved"
-            self._update_status()
-            self.notify(f"Saved to {path.name}")
+            if name and self.game is game and not self.busy:
+                self.busy = True
+                self.save_under(game, name)
 
-        self.app.push_screen(SaveNameScreen(slot.name), chosen)
+        self.app.push_screen(SaveNameScreen(game.slot.name), chosen)
 
     def action_load(self) -> None:
-        if self.busy:
-            self.notify("Wait for the reply to finish (Escape stops it).", severity="warning")
-            return
-        self.adventure.action_load()
+        if self._ready() is not None:
+            self.app.action_load()  # type: ignore[attr-defined]
 
     def action_new_game(self) -> None:
-        if self.busy:
-            self._stop.set()
-        self.adventure.show_start()
+        # A reply being written is stopped and saved as written when the game closes.
+        self.post_message(self.NewGameWanted())
+
+    def commands(self) -> Iterable[SystemCommand]:
+        """This screen's commands for the command palette."""
+        yield SystemCommand("Retry", "Write the last reply again", self.action_retry)
+        yield SystemCommand("Undo", "Take back the last turn", self.action_undo)
+        yield SystemCommand("Redo", "Put back the turn taken back", self.action_redo)
+        yield SystemCommand(
+            "Edit last action", "Take back the last turn to edit it", self.action_edit
+        )
+        yield SystemCommand("Save", "Save the game under a name", self.action_save)
+        yield SystemCommand("New game", "Back to the scenarios", self.action_new_game)
 
     # -- rendering --------------------------------------------------------------------------------
 
-    def _autosave(self) -> None:
-        if self.session is None or self.slot is None:
-            return
-        try:
-            self.slot.save(self.session)
-            self._saved_note = "saved"
-        except SaveError as exc:
-            self._saved_note = "not saved"
-            self.notify(f"The game was not saved: {exc}", severity="error")
-        self._update_status()
+    def _show_notices(self) -> None:
+        if self.game is not None:
+            for notice in self.game.take_notices():
+                self.notify(notice, severity="warning", timeout=8)
 
     def _redraw(self) -> None:
-        """Show the session's story and choices as they stand."""
-        assert self.session is not None
+        """Show the game's story and choices as they stand."""
+        game = self.game
+        assert game is not None
         story = self.query_one(StoryView)
         story.remove_children()
-        for exchange in self.session.exchanges:
-            story.mount(
-                TurnView(exchange.player.text, exchange.narrative, cut_short=exchange.cut_short)
-            )
+        story.mount_all(
+            TurnView(exchange.player.text, exchange.narrative, cut_short=exchange.cut_short)
+            for exchange in game.session.exchanges
+        )
         story.scroll_end(animate=False)
-        self.query_one(ChoiceList).show_choices(self.session.choices)
+        self.query_one(ChoiceList).show_choices(game.session.choices)
         self._update_status()
 
-    def _update_status(self, activity: str = "") -> None:
-        parts = []
-        if self.session is not None:
-            backend = self.session.backend
-            parts += [backend.name, f"context {self.session.context_tokens()}/{backend.n_ctx}"]
-        else:
-            parts.append("no model")
-        if self._last_speed:
-            parts.append(self._last_speed)
-        if self._saved_note:
-            parts.append(self._saved_note)
-        if activity:
-            parts.append(activity)
-        self.query_one(StatusLine).update(" · ".join(parts))
+    def _update_status(self) -> None:
+        game = self.game
+        if game is None:
+            return
+        session = game.session
+        self.title = session.scenario.title
+        self.sub_title = game.slot.name if game.slot else "not saved"
+        status = self.query_one(StatusLine)
+        status.model = f"{session.backend.name} ({session.format.name})"
+        status.context = f"context {session.context_tokens()}/{session.backend.n_ctx}"
+        status.saved = game.save_state

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select
 
-from game.config import ConfigError, Settings, save_settings
+from game.config import Settings, model_file_problem
 from game.errors import first_error
 from game.prompt import FORMATS
-
-if TYPE_CHECKING:
-    from game.tui.app import AdventureApp
 
 # (field, label, placeholder); numbers left empty mean "the default".
 TEXT_FIELDS = [
@@ -39,11 +37,37 @@ SAMPLING_FIELDS = [
 
 
 class SettingsScreen(Screen[None]):
+    """Edit ``settings``; Save posts :class:`Saved` with the new settings (the app writes what
+    changed to the config file at ``path``)."""
+
+    DEFAULT_CSS = """
+    #settings-form {
+        padding: 0 2;
+    }
+    #settings-form Input, #settings-form Select {
+        margin-bottom: 1;
+    }
+    #settings-buttons {
+        height: auto;
+    }
+    """
+
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("ctrl+s", "save", "Save")]
 
+    class Saved(Message):
+        """The player saved these settings."""
+
+        def __init__(self, settings: Settings) -> None:
+            super().__init__()
+            self.settings = settings
+
+    def __init__(self, settings: Settings, path: Path) -> None:
+        super().__init__()
+        self.settings = settings
+        self.path = path
+
     def compose(self) -> ComposeResult:
-        adventure: AdventureApp = self.app  # type: ignore[assignment]
-        settings = adventure.settings
+        settings = self.settings
         yield Header(show_clock=False)
         with VerticalScroll(id="settings-form"):
             for name, label, placeholder in TEXT_FIELDS:
@@ -81,11 +105,12 @@ class SettingsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Settings"
-        adventure: AdventureApp = self.app  # type: ignore[assignment]
-        self.sub_title = str(adventure.settings_path)
+        self.sub_title = str(self.path)
+        self.query_one(f"#{TEXT_FIELDS[0][0]}", Input).focus()
 
     def _collect(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
+        # Fields the form does not show (the save folder) keep their values.
+        data: dict[str, Any] = {"saves_dir": self.settings.saves_dir}
         for name, _, _ in TEXT_FIELDS:
             value = self.query_one(f"#{name}", Input).value.strip()
             if value:
@@ -104,20 +129,17 @@ class SettingsScreen(Screen[None]):
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
-        adventure: AdventureApp = self.app  # type: ignore[assignment]
         try:
             settings = Settings.model_validate(self._collect())
         except ValidationError as exc:
             self.notify(first_error(exc, "settings"), title="Not saved", severity="error")
             return
-        try:
-            save_settings(settings, adventure.settings_path)
-        except (OSError, ConfigError) as exc:
-            self.notify(str(exc), title="Not saved", severity="error")
-            return
-        adventure.apply_settings(settings)
-        self.notify("Settings saved; they apply to the next game.")
-        self.app.pop_screen()
+        if settings.model_path is not None:
+            problem = model_file_problem(settings.model_path.expanduser())
+            if problem is not None:
+                self.notify(problem, title="Not saved", severity="error")
+                return
+        self.post_message(self.Saved(settings))
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
 
 from game.catalog import ScenarioEntry, user_packs_dir
 from game.imports.library import import_path, pickup, with_new_scenarios
-
-if TYPE_CHECKING:
-    from game.tui.app import AdventureApp
 
 
 def _matches(entry: ScenarioEntry, query: str) -> bool:
@@ -40,13 +36,50 @@ def _label(entry: ScenarioEntry) -> Text:
 
 
 class StartScreen(Screen[None]):
-    """Pick a scenario, continue the newest save, or load another."""
+    """Pick a scenario, continue the newest save, or load another.
+
+    Args:
+        entries: The scenarios to offer.
+        continue_name: The name of the newest save, for the Continue button; None hides it.
+    """
+
+    DEFAULT_CSS = """
+    #start-actions {
+        height: auto;
+        padding: 0 1;
+    }
+    #start-actions Button {
+        margin-right: 1;
+    }
+    #filter {
+        margin: 0 1;
+    }
+    #scenarios {
+        height: 1fr;
+        margin: 0 1;
+    }
+    """
 
     BINDINGS = [
         Binding("ctrl+o", "app.load", "Load"),
         Binding("f2", "app.settings", "Settings"),
         Binding("ctrl+f", "focus_filter", "Filter"),
     ]
+
+    class ScenarioChosen(Message):
+        """Start a new game of ``entry``."""
+
+        def __init__(self, entry: ScenarioEntry) -> None:
+            super().__init__()
+            self.entry = entry
+
+    class ContinueChosen(Message):
+        """Go on with the newest save."""
+
+    def __init__(self, entries: list[ScenarioEntry], continue_name: str | None = None) -> None:
+        super().__init__()
+        self.entries = entries
+        self.continue_name = continue_name
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -61,36 +94,34 @@ class StartScreen(Screen[None]):
         yield OptionList(id="scenarios")
         yield Footer()
 
-    @property
-    def adventure(self) -> AdventureApp:
-        return self.app  # type: ignore[return-value]
-
     def on_mount(self) -> None:
         self.title = "Metharme Adventure"
         self.sub_title = "choose a scenario"
-        newest = self.adventure.saves.newest()
         button = self.query_one("#continue", Button)
-        if newest is None:
+        if self.continue_name is None:
             button.display = False
         else:
-            button.label = f"Continue: {newest.stem}"
+            button.label = f"Continue: {self.continue_name}"
         self._fill("")
-        self.query_one("#scenarios", OptionList).focus()
+        # Typing narrows the list at once; Enter starts the highlighted scenario.
+        self.query_one("#filter", Input).focus()
         self._imported(pickup(user_packs_dir()))
 
     def _imported(self, notices: list[str]) -> None:
-        """Show what an import did; offer the scenarios it added."""
+        """Show what an import did; offer the scenarios it added (here and in the app)."""
         for notice in notices:
             failed = notice.startswith("Could not")
             self.notify(notice, severity="error" if failed else "information", timeout=10)
         if any(not notice.startswith("Could not") for notice in notices):
-            self.adventure.entries = with_new_scenarios(self.adventure.entries)
+            self.entries = with_new_scenarios(self.entries)
+            if hasattr(self.app, "entries"):
+                self.app.entries = self.entries
             self._fill(self.query_one("#filter", Input).value)
 
     def _fill(self, query: str) -> None:
         options = self.query_one("#scenarios", OptionList)
         options.clear_options()
-        for index, entry in enumerate(self.adventure.entries):
+        for index, entry in enumerate(self.entries):
             if _matches(entry, query):
                 options.add_option(Option(_label(entry), id=str(index)))
         if options.option_count:
@@ -108,26 +139,39 @@ class StartScreen(Screen[None]):
             event.input.value = ""
             self._imported([notice])
             return
-        self.query_one("#scenarios", OptionList).focus()
+        options = self.query_one("#scenarios", OptionList)
+        if options.highlighted is None:
+            self.notify("No scenario matches the filter.", severity="warning")
+            return
+        option = options.get_option_at_index(options.highlighted)
+        if option.id is not None:
+            self.post_message(self.ScenarioChosen(self.entries[int(option.id)]))
+
+    def key_down(self) -> None:
+        """Arrow keys in the filter move through the list."""
+        if self.focused is self.query_one("#filter", Input):
+            self.query_one("#scenarios", OptionList).action_cursor_down()
+
+    def key_up(self) -> None:
+        if self.focused is self.query_one("#filter", Input):
+            self.query_one("#scenarios", OptionList).action_cursor_up()
 
     @on(OptionList.OptionSelected, "#scenarios")
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is not None:
-            self.adventure.start_game(self.adventure.entries[int(event.option.id)])
+            self.post_message(self.ScenarioChosen(self.entries[int(event.option.id)]))
 
     @on(Button.Pressed, "#continue")
     def _continue(self) -> None:
-        newest = self.adventure.saves.newest()
-        if newest is not None:
-            self.adventure.resume(newest)
+        self.post_message(self.ContinueChosen())
 
     @on(Button.Pressed, "#load")
     def _load(self) -> None:
-        self.adventure.action_load()
+        self.app.action_load()  # type: ignore[attr-defined]
 
     @on(Button.Pressed, "#settings")
     def _settings(self) -> None:
-        self.adventure.action_settings()
+        self.app.action_settings()  # type: ignore[attr-defined]
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()

@@ -1,4 +1,4 @@
-"""The play screen's widgets."""
+"""The play screen's widgets, each with its own look."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from rich.text import Text
 from textual import events
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -13,12 +15,24 @@ from textual.widgets.option_list import Option
 class TurnView(Static):
     """One exchange: the player's action, then the reply (streamed, then final)."""
 
-    def __init__(self, action: str, reply: str = "", *, cut_short: bool = False) -> None:
+    DEFAULT_CSS = """
+    TurnView {
+        margin: 0 0 1 0;
+    }
+    """
+
+    reply: reactive[str] = reactive("", layout=True)
+    cut_short: reactive[bool] = reactive(False, layout=True)
+    streaming: reactive[bool] = reactive(False)
+
+    def __init__(
+        self, action: str, reply: str = "", *, cut_short: bool = False, streaming: bool = False
+    ) -> None:
         super().__init__(classes="turn")
         self.action = action
-        self.reply = reply
-        self.cut_short = cut_short
-        self.streaming = False
+        self.set_reactive(TurnView.reply, reply)
+        self.set_reactive(TurnView.cut_short, cut_short)
+        self.set_reactive(TurnView.streaming, streaming)
 
     def render(self) -> Text:
         text = Text()
@@ -28,24 +42,55 @@ class TurnView(Static):
             text.append("\n(cut short: ctrl+r writes it again)", style="italic dim")
         return text
 
-    def set_reply(self, reply: str, *, cut_short: bool = False, streaming: bool = False) -> None:
-        self.reply = reply
-        self.cut_short = cut_short
-        self.streaming = streaming
-        self.refresh(layout=True)
+    def restart(self) -> None:
+        """The reply is being written again."""
+        self.reply, self.cut_short, self.streaming = "", False, True
+
+    def finish(self, reply: str, *, cut_short: bool) -> None:
+        """The reply as kept."""
+        self.reply, self.cut_short, self.streaming = reply, cut_short, False
 
 
 class StoryView(VerticalScroll):
-    """The story so far, newest at the bottom."""
+    """The story so far, newest at the bottom; it stays there unless the player scrolls up."""
+
+    DEFAULT_CSS = """
+    StoryView {
+        height: 1fr;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._at_end = True
 
     def follow(self) -> None:
         """Keep the newest text in view unless the player scrolled up to read."""
         if self.max_scroll_y - self.scroll_y <= 3:
             self.scroll_end(animate=False)
 
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._at_end = self.max_scroll_y - new <= 3
+
+    def on_resize(self, event: events.Resize) -> None:
+        # A smaller window must not leave the newest text below the fold.
+        if self._at_end:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
 
 class ChoiceList(OptionList):
     """The current choices, numbered."""
+
+    DEFAULT_CSS = """
+    ChoiceList {
+        height: auto;
+        max-height: 9;
+        border: round $accent;
+        margin: 0 1;
+    }
+    """
 
     class Picked(Message):
         def __init__(self, index: int) -> None:
@@ -70,6 +115,12 @@ class ChoiceList(OptionList):
 class ActionInput(Input):
     """The free-text action line. On an empty line a digit picks that choice at once."""
 
+    DEFAULT_CSS = """
+    ActionInput {
+        margin: 0 1;
+    }
+    """
+
     class PickDigit(Message):
         def __init__(self, index: int) -> None:
             super().__init__()
@@ -82,5 +133,32 @@ class ActionInput(Input):
             self.post_message(self.PickDigit(int(event.character) - 1))
 
 
-class StatusLine(Static):
-    """Model, context use, speed of the last reply, save state."""
+class StatusLine(Widget):
+    """What the game is doing now (first, so a narrow window keeps it), then the model and
+    its prompt format, context use, the speed of the last reply, and whether it is saved."""
+
+    DEFAULT_CSS = """
+    StatusLine {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+        background: $boost;
+    }
+    """
+
+    activity: reactive[str] = reactive("")
+    model: reactive[str] = reactive("")
+    context: reactive[str] = reactive("")
+    speed: reactive[str] = reactive("")
+    saved: reactive[str] = reactive("")
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.activity:
+            text.append(self.activity, style="bold")
+        facts = [fact for fact in (self.model, self.context, self.speed, self.saved) if fact]
+        if facts:
+            if self.activity:
+                text.append(" · ")
+            text.append(" · ".join(facts))
+        return text
