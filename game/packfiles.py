@@ -90,8 +90,12 @@ def _open_zip(location: Path, files: PackFiles) -> zipfile.ZipFile | None:
 
 
 def reason(exc: BaseException) -> str:
+    """An exception as one line: its message and its type (``zlib.error``, ``BadZipFile``)."""
+    kind = type(exc).__name__
+    if type(exc).__module__ not in ("builtins", "zipfile"):
+        kind = f"{type(exc).__module__}.{kind}"
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{text} ({type(exc).__name__})" if text else type(exc).__name__
+    return f"{text} ({kind})" if text else kind
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes:

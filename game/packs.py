@@ -46,6 +46,9 @@ from game.yamlsource import Problem, YamlLoadError, parse_yaml
 log = logging.getLogger(__name__)
 
 PACK_FORMAT = 1
+# Problems listed per pack in a catalog (``validate`` lists every one): a pack of 10,000 bad
+# files must not bury the rest of the listing.
+MAX_LISTED_PROBLEMS = 20
 
 Source = Literal["builtin", "user", "command line"]
 
@@ -118,7 +121,7 @@ def _manifest(location: Path, files: PackFiles) -> tuple[PackManifest | None, li
     """The manifest, or None and why not."""
     name = f"{location}/{MANIFEST}"
     if MANIFEST not in files.files:
-        if any(problem.file == name for problem in files.problems):
+        if any(problem.file in (name, str(location)) for problem in files.problems):
             return None, []  # why it could not be read is already among the problems
         return None, [Problem(str(location), 1, MANIFEST, "the pack has no pack.yaml")]
     try:
@@ -212,6 +215,11 @@ class Catalog:
             for scenario in pack.scenarios.values():
                 yield pack, scenario
 
+    def problems_under(self, paths: Iterable[Path]) -> list[str]:
+        """The problems of the packs at ``paths`` (those a player named with ``--pack``)."""
+        prefixes = tuple(str(path) for path in paths)
+        return [problem for problem in self.problems if prefixes and problem.startswith(prefixes)]
+
     def find(self, ref: str) -> tuple[Pack, PackScenario]:
         """A scenario addressed as ``pack/scenario``, or by its bare id when that is unique.
 
@@ -242,6 +250,15 @@ class Catalog:
         return matches[0]
 
 
+def _listed(path: Path, problems: list[Problem]) -> list[str]:
+    """A pack's problems for a catalog: the first MAX_LISTED_PROBLEMS, then how many more."""
+    lines = [str(problem) for problem in problems[:MAX_LISTED_PROBLEMS]]
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        more = len(problems) - MAX_LISTED_PROBLEMS
+        lines.append(f"{path}: {more} more problem(s); `validate {path}` lists them all")
+    return lines
+
+
 def discover(sources: Iterable[tuple[Source, Path]]) -> Catalog:
     """Load the packs of every source, in order of precedence (highest first).
 
@@ -253,7 +270,7 @@ def discover(sources: Iterable[tuple[Source, Path]]) -> Catalog:
         try:
             pack = load_pack(path, source)
         except PackError as exc:
-            catalog.problems += [str(problem) for problem in exc.problems]
+            catalog.problems += _listed(path, exc.problems)
             continue
         except Exception as exc:
             # The last line of defence: one pack, whatever is wrong with it, never takes the
@@ -271,5 +288,5 @@ def discover(sources: Iterable[tuple[Source, Path]]) -> Catalog:
             )
             continue
         catalog.packs[pack.id] = pack
-        catalog.problems += [str(problem) for problem in pack.problems]
+        catalog.problems += _listed(path, pack.problems)
     return catalog

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from game.boundary import BoundaryError
 from game.choices import parse_reply
@@ -164,21 +164,6 @@ class SaveGame(BaseModel):
     redo: list[SavedTurn] = Field(default_factory=list)
     # The identity of the file this document was read from (see SaveSlot.of).
     _source: FileSignature | None = PrivateAttr(default=None)
-
-    @model_validator(mode="after")
-    def _check_story(self) -> SaveGame:
-        """As strict as a scenario: known format, turns in order, no role markers."""
-        problem = (
-            format_problem(self.prompt_format)
-            or turn_order_problem([turn.role for turn in self.turns], "turns")
-            or turn_order_problem([turn.role for turn in self.redo], "redo")
-        )
-        if problem:
-            raise ValueError(problem)
-        for turn in (*self.turns, *self.redo):
-            turn.text = neutralize_all(turn.text)
-            turn.choices = [neutralize_all(choice) for choice in turn.choices]
-        return self
 
     @property
     def turn_count(self) -> int:
@@ -381,8 +366,25 @@ def load(path: Path) -> SaveGame:
         save = SaveGame.model_validate(document)
     except ValidationError as exc:
         raise SaveError(path, f"not a valid save: {first_error(exc, 'save')}") from None
+    problem = _story_problem(save)
+    if problem:
+        raise SaveError(path, f"not a valid save: {problem}")
+    # A shared save must not forge turns: markers are neutralised as a player's text is.
+    for turn in (*save.turns, *save.redo):
+        turn.text = neutralize_all(turn.text)
+        turn.choices = [neutralize_all(choice) for choice in turn.choices]
     save._source = signature
     return save
+
+
+def _story_problem(save: SaveGame) -> str | None:
+    """As strict as a scenario: a known format (checked before any model loads) and turns that
+    alternate user, model, ... (else they would be saved back scrambled)."""
+    return (
+        format_problem(save.prompt_format)
+        or turn_order_problem([turn.role for turn in save.turns], "turns")
+        or turn_order_problem([turn.role for turn in save.redo], "redo")
+    )
 
 
 def _readable(path: Path) -> bool:

@@ -18,6 +18,7 @@ so a print or a save would crash on them.
 from __future__ import annotations
 
 import re
+from typing import TextIO
 
 REPLACEMENT = "\ufffd"
 
@@ -89,3 +90,20 @@ def valid_data(value: object) -> object:
             parent[key] = items  # type: ignore[index]
             stack.extend((items, index, child) for index, child in enumerate(items))
     return root[0]
+
+
+class SafeWriter:
+    """A text stream that passes everything written through :func:`for_terminal` (newlines and
+    tabs kept): for a front end printing text that models, packs and saves chose."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(for_terminal(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
