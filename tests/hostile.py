@@ -247,6 +247,7 @@ def _manifest_folder(root: Path) -> Path:
 
 def many_files_pack(root: Path, count: int = 10_000) -> Path:
     folder = pack_folder(root, "p-many", {"pack.yaml": MANIFEST.replace("hostile", "many")})
+    body = scenario_yaml(id="s-number")
     for index in range(count):
-        (folder / f"s{index:05}.yaml").write_text(scenario_yaml(id=f"s{index:05}"))
+        (folder / f"s{index:05}.yaml").write_text(body.replace("s-number", f"s{index:05}"))
     return folder
