@@ -44,7 +44,7 @@ from game.savecheck import (
 )
 from game.scenario import Sampling, Scenario
 from game.session import ChoiceMode, Session
-from game.textsafety import valid_text
+from game.textsafety import for_terminal, valid_text
 from game.transcript import Exchange, make_segment, reply_segment
 
 try:  # POSIX; elsewhere saves are still atomic, only not serialized between processes.
@@ -67,7 +67,9 @@ class SaveError(Exception):
     """A save cannot be read or written; ``str()`` is one line naming the file."""
 
     def __init__(self, path: Path, message: str):
-        super().__init__(f"{path}: {message}")
+        # One line whatever the file or its content is called: escapes shown visibly.
+        message = for_terminal(message, one_line=True)
+        super().__init__(for_terminal(f"{path}: {message}", one_line=True))
         self.path = path
         self.message = message
 

@@ -111,8 +111,16 @@ def test_ten_thousand_files_cost_a_bounded_walk_and_few_lines(tmp_path):
     pack = load_pack(path)
     assert len(pack.scenarios) == 199  # MAX_FILES files read, the manifest among them
     assert len(pack.problems) == 2, pack.problems
+
+
+def test_a_pack_of_many_bad_files_does_not_bury_the_listing(tmp_path):
+    path = hostile.pack_folder(tmp_path, "p-bad", {"pack.yaml": hostile.MANIFEST})
+    for index in range(150):
+        (path / f"bad{index}.yaml").write_text("id: [\n")
+    assert len(load_pack(path).problems) == 150  # validate lists every one
     catalog = discover([("user", path)])
-    assert len(catalog.problems) <= MAX_LISTED_PROBLEMS + 1
+    assert len(catalog.problems) == MAX_LISTED_PROBLEMS + 1
+    assert catalog.problems[-1].endswith(f"130 more problem(s); `validate {path}` lists them all")
 
 
 def test_no_pack_hides_the_others(tmp_path):
@@ -191,7 +199,7 @@ def test_validate_of_every_hostile_thing_is_one_line_each(tmp_path):
     (tmp_path / "deep.yaml").write_text(hostile.deep_yaml())
     before = snapshot(tmp_path)
     proc = run_game("validate", *sorted(map(str, tmp_path.iterdir())), env=dict(os.environ))
-    out, err = assert_clean(proc)
+    out, _err = assert_clean(proc)
     assert proc.returncode == 1
     lines = out.splitlines()
     assert any("p-dir/pack.yaml:1: file: a folder, not a file" in line for line in lines)
@@ -204,7 +212,7 @@ def test_a_pack_option_that_is_not_a_pack_says_why(tmp_path):
     bogus = tmp_path / "notes.txt"
     bogus.write_text("hello")
     proc = run_game("scenarios", "--pack", str(bogus), env=dict(os.environ))
-    out, err = assert_clean(proc)
+    _out, err = assert_clean(proc)
     assert proc.returncode == 0
     assert f"warning: {bogus}:1: file: not a readable zip file" in err
 
@@ -220,7 +228,7 @@ def test_play_goes_on_with_hostile_packs_and_hostile_input(hostile_home, tmp_pat
         "play", "--headless", "--seed", "1", "--max-tokens", "24", "--saves", str(saves),
         "--choices", "free", env=env, stdin=stdin,
     )  # fmt: skip
-    out, err = assert_clean(proc)
+    _out, err = assert_clean(proc)
     assert proc.returncode == 0, err
     night = saves / "ночь.json"
     assert night.is_file(), sorted(os.listdir(saves))
@@ -277,7 +285,7 @@ def test_a_fifo_config_file_is_one_line_from_the_command_line(tmp_path, private_
     config.unlink()
     os.mkfifo(config)
     proc = run_game("saves", env=dict(os.environ))
-    out, err = assert_clean(proc)
+    _out, err = assert_clean(proc)
     assert proc.returncode == 2
     assert (
         err.strip()
@@ -382,7 +390,7 @@ def test_saves_listing_flags_every_bad_save_and_keeps_going(tmp_path):
     assert [entry.path.name for entry in listing if entry.save] == ["good.json"]
     assert len(listing) == len(made) + 1
     proc = run_game("saves", "--saves", str(folder), env=dict(os.environ))
-    out, err = assert_clean(proc)
+    out, _err = assert_clean(proc)
     assert proc.returncode == 0
     rows = out.splitlines()
     assert len(rows) == len(made) + 1 + 2  # a header and a rule
@@ -461,3 +469,20 @@ def test_a_second_writer_to_one_save_is_refused(tmp_path, session):
     session.play("Three.")
     game_a.save(session)
     assert load(path).turn_count == 3
+
+
+def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    """What a non-root player gets for a file without read permission (the tests may run as
+    root, who can read anything, so the refusal is made by the OS call itself)."""
+    path = tmp_path / "locked.yaml"
+    path.write_text(hostile.scenario_yaml())
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("game.boundary.os.open", refuse)
+    with pytest.raises(YamlLoadError) as caught:
+        load_scenario(path)
+    assert [str(p) for p in caught.value.problems] == [f"{path}:1: file: Permission denied"]
+    with pytest.raises(SaveError, match="Permission denied"):
+        load(path)
