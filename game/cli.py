@@ -33,7 +33,7 @@ from game.saves import SaveError, SaveFolder, SaveNameError, check_save_name
 from game.scenario import load_scenario
 from game.session import SessionError
 from game.textsafety import SafeWriter, clean_input, for_terminal
-from game.yamlsource import YamlLoadError
+from game.yamlsource import Problem, YamlLoadError
 
 if TYPE_CHECKING:
     from game.models import BackendFactory
@@ -226,6 +226,10 @@ def _catalog(args: argparse.Namespace) -> Catalog:
 
 def _validate_path(path: Path) -> tuple[int, list[str]]:
     """Check a scenario file, a folder of them, or a pack; return (files checked, problems)."""
+    try:
+        path.is_dir()
+    except OSError as exc:  # a name the OS refuses (too long): one line, like any bad file
+        return 1, [str(Problem(str(path), 1, "file", exc.strerror or str(exc)))]
     if is_pack(path):
         try:
             pack = load_pack(path)

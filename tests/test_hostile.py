@@ -486,3 +486,19 @@ def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
     assert [str(p) for p in caught.value.problems] == [f"{path}:1: file: Permission denied"]
     with pytest.raises(SaveError, match="Permission denied"):
         load(path)
+
+
+def test_names_the_os_refuses_are_one_line(tmp_path):
+    """A scenario reference or a path longer than the OS allows (ENAMETOOLONG) is an unknown
+    scenario, a problem of that file, or a missing save: never an internal error."""
+    long = "x" * 300
+    env = dict(os.environ)
+    proc = run_game("play", "--headless", "--scenario", long, env=env)
+    _, err = assert_clean(proc)
+    assert proc.returncode == 2 and err.startswith("error: no scenario with id")
+    proc = run_game("validate", str(tmp_path / long), env=env)
+    out, _ = assert_clean(proc)
+    assert proc.returncode == 1 and out.strip().endswith(":1: file: File name too long")
+    proc = run_game("resume", long, "--headless", env=env)
+    _, err = assert_clean(proc)
+    assert proc.returncode == 2 and "no such save" in err
