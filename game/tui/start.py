@@ -14,6 +14,7 @@ from textual.widgets.option_list import Option
 
 from game.catalog import ScenarioEntry, user_packs_dir
 from game.imports.library import import_path, pickup, with_new_scenarios
+from game.textsafety import for_terminal
 
 
 def _matches(entry: ScenarioEntry, query: str) -> bool:
@@ -27,11 +28,13 @@ def _matches(entry: ScenarioEntry, query: str) -> bool:
 def _label(entry: ScenarioEntry) -> Text:
     scenario = entry.scenario
     text = Text()
-    text.append(scenario.title, style="bold")
-    text.append(f"  ({entry.pack_title})", style="dim")
+    # Pack text is shown with its escapes visible (issue 11).
+    text.append(for_terminal(scenario.title, one_line=True), style="bold")
+    text.append(for_terminal(f"  ({entry.pack_title})", one_line=True), style="dim")
     if scenario.tags:
-        text.append("  " + " ".join(f"#{tag}" for tag in scenario.tags), style="italic")
-    text.append(f"\n{scenario.description}\n")
+        tags = for_terminal("  " + " ".join(f"#{tag}" for tag in scenario.tags), one_line=True)
+        text.append(tags, style="italic")
+    text.append(f"\n{for_terminal(scenario.description)}\n")
     return text
 
 
@@ -101,7 +104,8 @@ class StartScreen(Screen[None]):
         if self.continue_name is None:
             button.display = False
         else:
-            button.label = f"Continue: {self.continue_name}"
+            # A Text, not a string: a save name is never read as Rich markup (issue 11).
+            button.label = Text(f"Continue: {for_terminal(self.continue_name, one_line=True)}")
         self._fill("")
         # Typing narrows the list at once; Enter starts the highlighted scenario.
         self.query_one("#filter", Input).focus()
