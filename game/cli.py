@@ -63,7 +63,19 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         help="layers to offload to the GPU (-1: all; default: all "
         "when llama.cpp was built with GPU support, else 0)",
     )
-    group.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
+    group.add_argument(
+        "--threads", type=int, help="CPU threads for generation (default: the physical cores)"
+    )
+    group.add_argument(
+        "--threads-batch",
+        type=int,
+        help="CPU threads for reading the prompt (default: every logical CPU)",
+    )
+    group.add_argument(
+        "--no-kv-store",
+        action="store_true",
+        help="do not keep games' KV caches on disk (see the README)",
+    )
     group.add_argument(
         "--format",
         choices=sorted(FORMATS),
@@ -188,6 +200,8 @@ def settings_from_args(args: argparse.Namespace, base: Settings | None = None) -
         "n_ctx": args.n_ctx,
         "n_gpu_layers": args.n_gpu_layers,
         "n_threads": args.threads,
+        "n_threads_batch": args.threads_batch,
+        "kv_store_mb": 0 if args.no_kv_store else None,
         "seed": args.seed,
         "prompt_format": args.format,
         "choice_mode": args.choices,

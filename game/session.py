@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from game import lore
-from game.backends.base import Backend, BackendError, GenerationRequest, GenerationStats
+from game.backends.base import (
+    Backend,
+    BackendError,
+    GenerationRequest,
+    GenerationStats,
+    ProgressCallback,
+)
 from game.choices import (
     are_near_duplicates,
     distinct_count,
@@ -91,6 +97,8 @@ class TurnResult:
             "evaluated_tokens": self.stats.evaluated_tokens,
             "generated_tokens": self.stats.generated_tokens,
             "ttft_s": round(self.stats.ttft_s, 4),
+            "reading_s": round(self.stats.reading_s, 4),
+            "stored_tokens": self.stats.stored_tokens,
             "tokens_per_s": round(self.stats.tokens_per_s, 2),
             "finish_reason": self.stats.finish_reason,
             "window_start": self.window_start,
@@ -233,6 +241,7 @@ class Session:
         on_text: Callable[[str], None] | None = None,
         on_rewind: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> TurnResult:
         """Play one turn.
 
@@ -243,9 +252,12 @@ class Session:
                 back (an option block written again); the next ``on_text`` pieces follow it.
             should_stop: Polled after each token; True stops the reply, which is kept as written
                 and marked cut short.
+            on_progress: Hears how far the model has read the prompt, after each batch;
+                returning False cancels the turn (GenerationCancelled) before its reply starts.
 
         Raises:
-            BackendError: when the model fails; the session is unchanged.
+            BackendError: when the model fails or the turn is cancelled while the prompt is
+                read; the session is unchanged.
         """
         notices: list[str] = []
         entries = self._lore_for(action)
@@ -277,7 +289,7 @@ class Session:
             history.append(lore_segment.tokens)
         history.append(player.tokens)
 
-        reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop)
+        reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop, on_progress)
         reply.write()
         segment = reply_segment(self.backend, self.format, reply.text, reply.tokens)
         parsed = parse_reply(reply.text)
@@ -377,8 +389,10 @@ class _ReplyWriter:
         on_text: Callable[[str], None] | None,
         on_rewind: Callable[[str], None] | None,
         should_stop: Callable[[], bool] | None,
+        on_progress: ProgressCallback | None = None,
     ):
         self.session = session
+        self.on_progress = on_progress
         self.history = history
         self.on_text = on_text
         self.on_rewind = on_rewind
@@ -419,7 +433,7 @@ class _ReplyWriter:
             return True
 
         segments = [*self.history, (*session._model_open, *lead_tokens)]
-        stats = session.backend.generate(segments, request, on_token)
+        stats = session.backend.generate(segments, request, on_token, self.on_progress)
         self._stats.append(stats)
         if not scanner.stopped and not cancelled:
             tail = scanner.flush()
@@ -516,4 +530,6 @@ class _ReplyWriter:
             finish_reason=last.finish_reason,
             decode_s=sum(stats.decode_seconds for stats in self._stats),
             passes=sum(stats.passes for stats in self._stats),
+            reading_s=first.reading_s,
+            stored_tokens=first.stored_tokens,
         )

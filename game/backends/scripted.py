@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from game import kvcache
 from game.backends.base import (
     BackendError,
+    GenerationCancelled,
     GenerationRequest,
     GenerationStats,
     ProgressCallback,
@@ -54,6 +55,8 @@ class ScriptedBackend:
         cache_mode: How its pretend KV cache serves a prompt (see :mod:`game.kvcache`).
         token_seconds: Report timings as if each token took this long (deterministic numbers
             for snapshots); None reports the real time taken.
+        read_batch: Prompt tokens "read" per batch; ``on_progress`` hears after each.
+        read_delay_s: Seconds to sleep per batch read, to test progress and cancelling.
     """
 
     replies: Script = ("You stand at a crossroads.\n\n- Go north.\n- Go south.\n- Wait.",)
@@ -65,6 +68,8 @@ class ScriptedBackend:
     supports_grammar: bool = True
     cache_mode: CacheMode = "shift"
     token_seconds: float | None = None
+    read_batch: int = 64
+    read_delay_s: float = 0.0
     calls: list[RecordedCall] = field(default_factory=list)
     _vocab: dict[str, int] = field(default_factory=dict)
     _words: dict[int, str] = field(default_factory=dict)
@@ -125,6 +130,17 @@ class ScriptedBackend:
         if len(self.calls) in self.fail_on_calls:
             self._cache = prompt[:common]
             raise BackendError(f"scripted failure on call {len(self.calls)}")
+        # Read the rest of the prompt in batches, as the llama.cpp backend does: a cancel leaves
+        # the cache holding what was read.
+        done = 0
+        while done < evaluated and on_progress is not None:
+            if self.read_delay_s:
+                time.sleep(self.read_delay_s)
+            done = min(done + self.read_batch, evaluated)
+            if not on_progress(done, evaluated) and done < evaluated:
+                self._cache = prompt[: common + done]
+                raise GenerationCancelled("prompt reading cancelled")
+        reading_s = time.perf_counter() - started
         self._cache = list(prompt)
         ttft = 0.0
         generated = 0
@@ -157,4 +173,5 @@ class ScriptedBackend:
             ttft_s=ttft,
             total_s=total,
             finish_reason=finish,  # type: ignore[arg-type]
+            reading_s=reading_s if self.token_seconds is None else 0.0,
         )
