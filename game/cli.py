@@ -358,6 +358,7 @@ def _run_headless(args: argparse.Namespace, session: Session, slot: SaveSlot | N
         json_mode=args.json,
         stream=sys.stdout.isatty(),
         slot=slot,
+        progress=sys.stderr.isatty(),
     )
     return game.run()
 

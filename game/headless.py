@@ -12,6 +12,8 @@ from typing import TextIO
 
 from game.backends.base import BackendError
 from game.choices import resolve_action
+from game.kvstore import persist
+from game.progress import ReadingProgress
 from game.saves import SaveError, SaveSlot
 from game.session import Session, SessionError, TurnResult
 
@@ -33,6 +35,8 @@ class HeadlessGame:
         json_mode: One JSON object per turn on ``out``.
         stream: Print the reply as it is generated (for a person at a terminal).
         slot: Where the game saves itself after every change; None to not save.
+        progress: Show how far the model has read a long prompt, on ``err`` (for a person at a
+            terminal: the line is redrawn in place).
     """
 
     def __init__(
@@ -45,7 +49,9 @@ class HeadlessGame:
         json_mode: bool = False,
         stream: bool = False,
         slot: SaveSlot | None = None,
+        progress: bool = False,
     ):
+        self.progress = progress
         self.session = session
         self.read_line = read_line
         self.out = out
@@ -72,6 +78,7 @@ class HeadlessGame:
             print(f"error: {exc}", file=self.err, flush=True)
             return
         print(f"(saved to {path})", file=self.err, flush=True)
+        persist(self.session.backend)
 
     def _show_story_so_far(self) -> None:
         """Where a resumed story stands: the last reply and its choices."""
@@ -123,11 +130,32 @@ class HeadlessGame:
                 self.out.write(text)
                 self.out.flush()
 
+        reading = ReadingProgress()
+        shown = False
+
+        def on_progress(done: int, total: int) -> bool:
+            nonlocal shown
+            reading.update(done, total)
+            if done < total:
+                self.err.write(f"\r\x1b[K{reading.line()}")
+                shown = True
+            elif shown:  # read: clear the line before the reply streams onto the terminal
+                self.err.write("\r\x1b[K")
+                shown = False
+            self.err.flush()
+            return True
+
         try:
-            result = play(*args, on_text=on_text)
+            result = play(
+                *args, on_text=on_text, on_progress=on_progress if self.progress else None
+            )
         except BackendError as exc:
             print(f"error: {exc}", file=self.err, flush=True)
             return
+        finally:
+            if shown:
+                self.err.write("\r\x1b[K")
+                self.err.flush()
         self._autosave()
         self._show(result, streamed=self.stream)
 
@@ -167,7 +195,14 @@ class HeadlessGame:
         return True
 
     def run(self) -> int:
-        """Play until the input ends or the player quits; return the exit status."""
+        """Play until the input ends or the player quits; return the exit status. The
+        model's KV cache is stored on the way out (when the backend keeps a store)."""
+        try:
+            return self._run()
+        finally:
+            persist(self.session.backend)
+
+    def _run(self) -> int:
         scenario = self.session.scenario
         if not self.json_mode:
             print(f"{scenario.title}\n{scenario.description}\n", file=self.out)

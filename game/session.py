@@ -433,7 +433,10 @@ class _ReplyWriter:
             return True
 
         segments = [*self.history, (*session._model_open, *lead_tokens)]
-        stats = session.backend.generate(segments, request, on_token, self.on_progress)
+        # Passed only when asked for, so that a backend (or a test's spy) that does not report
+        # progress is called exactly as before.
+        extra = {} if self.on_progress is None else {"on_progress": self.on_progress}
+        stats = session.backend.generate(segments, request, on_token, **extra)
         self._stats.append(stats)
         if not scanner.stopped and not cancelled:
             tail = scanner.flush()

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from game.backends.base import Backend
 from game.catalog import ScenarioEntry
 from game.config import Settings, config_file, resolve_model_path, resolve_saves_dir
+from game.kvstore import persist
 from game.saves import SaveError, SaveFolder
 from game.saves import load as load_save
 
@@ -84,6 +85,7 @@ class AdventureApp(App[None]):
         self.saves = SaveFolder(resolve_saves_dir(settings))
         with self._backend_lock:
             old, self._backend = self._backend, None
+        persist(old)  # the old model's KV cache, for when it is played again
         close = getattr(old, "close", None)
         if close is not None:
             close()
@@ -164,4 +166,5 @@ class AdventureApp(App[None]):
                         screen.slot.save(screen.session)
                     except SaveError as exc:
                         log.error("autosave on quit failed: %s", exc)
+                    persist(screen.session.backend)
         self.exit()

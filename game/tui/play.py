@@ -13,9 +13,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from game.backends.base import BackendError
+from game.backends.base import BackendError, GenerationCancelled
 from game.catalog import ScenarioEntry
 from game.choices import resolve_action
+from game.kvstore import persist
 from game.runtime import new_session, resume_session
 from game.saves import (
     SaveError,
@@ -30,6 +31,7 @@ from game.transcript import Exchange
 from game.tui.batching import TextBatcher
 from game.tui.dialogs import SaveNameScreen
 from game.tui.messages import GameReady, ReplyRewind, ReplyText, TurnDone, TurnFailed
+from game.tui.progress import ReadingBar
 from game.tui.widgets import ActionInput, ChoiceList, StatusLine, StoryView, TurnView
 
 if TYPE_CHECKING:
@@ -76,6 +78,8 @@ class PlayScreen(Screen[None]):
         yield StoryView(id="story")
         yield ChoiceList(id="choices")
         yield ActionInput(placeholder="What do you do? (a number picks a choice)", id="action")
+        self._reading = ReadingBar(id="reading")
+        yield self._reading
         yield StatusLine("Loading the model…", id="status")
         yield Footer()
 
@@ -126,11 +130,15 @@ class PlayScreen(Screen[None]):
             self.post_message(ReplyRewind(text))
 
         callbacks = {"on_text": batcher.add, "on_rewind": rewind, "should_stop": self._stop.is_set}
+        callbacks["on_progress"] = self._reading.callback(self._stop.is_set)
         try:
             if action is None:
                 result = session.retry(**callbacks)
             else:
                 result = session.play(action, **callbacks)
+        except GenerationCancelled:
+            self.post_message(TurnFailed("Stopped while reading the story; nothing changed."))
+            return
         except (BackendError, SessionError) as exc:
             self.post_message(TurnFailed(str(exc)))
             return
@@ -195,6 +203,7 @@ class PlayScreen(Screen[None]):
         self._update_status()
 
     def on_turn_failed(self, message: TurnFailed) -> None:
+        self._reading.hide()
         if self._streaming is not None:
             self._streaming.remove()
             self._streaming = None
@@ -336,6 +345,8 @@ class PlayScreen(Screen[None]):
             self._saved_note = "saved"
             self._update_status()
             self.notify(f"Saved to {path.name}")
+            # Store the model's KV cache too, off the UI thread (it can be hundreds of MB).
+            self.app.run_worker(lambda: persist(session.backend), thread=True, group="kv")
 
         self.app.push_screen(SaveNameScreen(slot.name), chosen)
 
