@@ -170,11 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=["context", "choices"],
+        choices=["context", "choices", "speed"],
         default="context",
         help="context (default): prompt tokens evaluated and time to first token with and "
-        "without KV-cache reuse; choices: the share of replies that end with N distinct options",
+        "without KV-cache reuse; choices: the share of replies that end with N distinct options; "
+        "speed: the engine beside llama-bench, per-token overhead, resumed-game ttft",
     )
+    bench.add_argument("--quick", action="store_true", help="speed: a short run (for tests)")
+    bench.add_argument("--llama-bench", type=Path, metavar="PATH", help="speed: llama-bench")
     bench.add_argument(
         "--turns",
         type=_int_between(1, 10_000),
@@ -293,6 +296,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args, load_settings())
     seed = settings.seed if settings.seed is not None else 1
+    if args.which == "speed":
+        from game.bench import speed
+
+        probe = open_backend(settings.model_copy(update={"n_ctx": 256, "kv_store_mb": 0}))
+        fmt = choose_format(settings, probe)
+        probe.close()  # type: ignore[attr-defined]
+        result = speed.run(
+            resolve_model_path(settings),
+            find_entry(args.scenario, builtin_catalog()).scenario,
+            fmt,
+            quick=args.quick,
+            n_gpu_layers=settings.n_gpu_layers,
+            n_threads=settings.n_threads,
+            n_threads_batch=settings.n_threads_batch,
+            llama_bench_path=args.llama_bench,
+        )
+        print(json.dumps(result, indent=2) if args.json else speed.render(result))
+        return 0
     if args.which == "choices":
         scenarios = [entry.scenario for entry in entries(builtin_catalog())]
         backend = open_backend(settings)

@@ -434,6 +434,21 @@ class LlamaCppBackend:
         )
         return keep, keep
 
+    def time_decode(self, count: int) -> float:
+        """Seconds per token of ``count`` single-token decodes with no sampling, after what
+        the cache holds (for ``bench speed``: llama.cpp's decode as llama-cpp-python calls it,
+        the floor under the engine's per-token time). The cache is emptied afterwards."""
+        with self._lock:
+            llm = self._llm
+            token = self._anchor[0] if self._anchor else 0
+            started = time.perf_counter()
+            for _ in range(count):
+                llm.eval([token])
+            elapsed = time.perf_counter() - started
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return elapsed / max(count, 1)
+
     def persist(self) -> bool:
         """Store the KV cache now (a game is quit, saved or switched); whether it was written.
         Failures are logged, never raised."""
