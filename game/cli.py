@@ -65,7 +65,19 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         help="layers to offload to the GPU (-1: all; default: all "
         "when llama.cpp was built with GPU support, else 0)",
     )
-    group.add_argument("--threads", type=int, help="CPU threads (default: llama.cpp's choice)")
+    group.add_argument(
+        "--threads", type=int, help="CPU threads for generation (default: the physical cores)"
+    )
+    group.add_argument(
+        "--threads-batch",
+        type=int,
+        help="CPU threads for reading the prompt (default: every logical CPU)",
+    )
+    group.add_argument(
+        "--no-kv-store",
+        action="store_true",
+        help="do not keep games' KV caches on disk (see the README)",
+    )
     group.add_argument(
         "--format",
         choices=sorted(FORMATS),
@@ -160,11 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=["context", "choices"],
+        choices=["context", "choices", "speed"],
         default="context",
         help="context (default): prompt tokens evaluated and time to first token with and "
-        "without KV-cache reuse; choices: the share of replies that end with N distinct options",
+        "without KV-cache reuse; choices: the share of replies that end with N distinct options; "
+        "speed: the engine beside llama-bench, per-token overhead, resumed-game ttft",
     )
+    bench.add_argument("--quick", action="store_true", help="speed: a short run (for tests)")
+    bench.add_argument("--llama-bench", type=Path, metavar="PATH", help="speed: llama-bench")
     bench.add_argument(
         "--turns",
         type=_int_between(1, 10_000),
@@ -190,6 +205,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "n_ctx": getattr(args, "n_ctx", None),
         "n_gpu_layers": getattr(args, "n_gpu_layers", None),
         "n_threads": getattr(args, "threads", None),
+        "n_threads_batch": getattr(args, "threads_batch", None),
+        "kv_store_mb": 0 if getattr(args, "no_kv_store", False) else None,
         "seed": getattr(args, "seed", None),
         "prompt_format": getattr(args, "format", None),
         "choice_mode": getattr(args, "choices", None),
@@ -305,6 +322,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     seed = settings.seed if settings.seed is not None else 1
+    if args.which == "speed":
+        from game.bench import speed
+
+        probe = open_backend(settings.model_copy(update={"n_ctx": 256, "kv_store_mb": 0}))
+        fmt = choose_format(settings, probe)
+        probe.close()  # type: ignore[attr-defined]
+        result = speed.run(
+            resolve_model_path(settings),
+            find_entry(args.scenario, builtin_catalog()).scenario,
+            fmt,
+            quick=args.quick,
+            n_gpu_layers=settings.n_gpu_layers,
+            n_threads=settings.n_threads,
+            n_threads_batch=settings.n_threads_batch,
+            llama_bench_path=args.llama_bench,
+        )
+        print(json.dumps(result, indent=2) if args.json else speed.render(result))
+        return 0
     if args.which == "choices":
         scenarios = [entry.scenario for entry in entries(builtin_catalog())]
         backend = open_backend(settings)
@@ -380,6 +415,7 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
             err=SafeWriter(sys.stderr),
             json_mode=args.json,
             stream=sys.stdout.isatty(),
+            progress=sys.stderr.isatty(),
         ).run()
     finally:
         problem = game.close()

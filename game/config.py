@@ -62,7 +62,12 @@ class Settings(BaseSettings):
         n_ctx: Context window in tokens (Metharme 7B, a LLaMA-1 model, was trained on 2048).
         n_gpu_layers: Layers to offload to the GPU; None offloads all when the build can,
             else none.
-        n_threads: CPU threads for generation; None lets llama.cpp choose.
+        n_threads: CPU threads for generation; None uses the physical cores (as llama.cpp's
+            own tools do; see :mod:`game.threads`).
+        n_threads_batch: CPU threads for reading the prompt; None uses every logical CPU.
+        kv_store_mb: Keep games' KV caches on disk, up to this many megabytes in all (least
+            recently used go first), so that a resumed game or a new game of a scenario played
+            before does not read its prompt again (see :mod:`game.kvstore`); 0 turns it off.
         seed: Base sampling seed; None picks a new one each game.
         prompt_format: ``metharme`` or ``chatml``; None follows the model's chat template,
             falling back to Metharme.
@@ -81,6 +86,8 @@ class Settings(BaseSettings):
     n_ctx: int = Field(2048, ge=256, le=131_072)
     n_gpu_layers: int | None = Field(None, ge=-1)
     n_threads: int | None = Field(None, ge=1, le=512)
+    n_threads_batch: int | None = Field(None, ge=1, le=512)
+    kv_store_mb: int = Field(2048, ge=0, le=1_048_576)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     prompt_format: str | None = None
     sampling: Sampling = Field(default_factory=Sampling)
@@ -102,7 +109,14 @@ class Settings(BaseSettings):
 
 def model_key(settings: Settings) -> Hashable:
     """What decides which model is loaded and how: games whose settings agree on it share one."""
-    return (settings.model_path, settings.n_ctx, settings.n_gpu_layers, settings.n_threads)
+    return (
+        settings.model_path,
+        settings.n_ctx,
+        settings.n_gpu_layers,
+        settings.n_threads,
+        settings.n_threads_batch,
+        settings.kv_store_mb,
+    )
 
 
 def model_file_problem(path: Path) -> str | None:

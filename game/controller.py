@@ -23,6 +23,7 @@ from typing import Any
 from game.backends.base import Backend, ProgressCallback
 from game.catalog import ScenarioEntry
 from game.config import ConfigError, Settings, resolve_model_path, resolve_saves_dir
+from game.kvstore import persist
 from game.models import ModelHost
 from game.prompt import get_format
 from game.runtime import new_session
@@ -325,7 +326,9 @@ class GameController:
                 raise SaveError(Path("-"), "saving is off in this game")
             path = self.slot.save_as(self.session, name) if name else self.slot.save(self.session)
             self.save_state = "saved"
-            return path
+        # A saved game's KV cache is stored too, so that resuming it reads nothing again.
+        persist(self.session.backend)
+        return path
 
     def _autosave(self) -> str | None:
         """Save after a change; return the problem when it failed (the game goes on)."""
@@ -362,6 +365,7 @@ class GameController:
             problem = self._autosave() if self.session.exchanges else None
         finally:
             self._turn_lock.release()
+        persist(self.session.backend)
         if self._host is not None:
             self._host.release(self.session.backend)
         return problem

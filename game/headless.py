@@ -13,6 +13,7 @@ from typing import TextIO
 from game.backends.base import BackendError
 from game.choices import resolve_action
 from game.controller import GameBusyError, GameController, TurnOutcome
+from game.progress import ReadingProgress
 from game.saves import SaveError, SaveNameError
 from game.session import SessionError
 
@@ -36,6 +37,8 @@ class HeadlessGame:
         err: Where prompts, notices and errors go.
         json_mode: One JSON object per turn on ``out``.
         stream: Print the reply as it is generated (for a person at a terminal).
+        progress: Show how far the model has read a long prompt, on ``err`` (for a person at a
+            terminal: the line is redrawn in place).
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class HeadlessGame:
         err: TextIO,
         json_mode: bool = False,
         stream: bool = False,
+        progress: bool = False,
     ):
         self.game = game
+        self.progress = progress
         self.read_line = read_line
         self.out = out
         self.err = err
@@ -140,13 +145,32 @@ class HeadlessGame:
                 self.out.write(text)
                 self.out.flush()
 
+        reading = ReadingProgress()
+        shown = False
+
+        def on_progress(done: int, total: int) -> bool:
+            nonlocal shown
+            reading.update(done, total)
+            if done < total:
+                self.err.write(f"\r\x1b[K{reading.line()}")
+                shown = True
+            elif shown:  # read: clear the line before the reply streams onto the terminal
+                self.err.write("\r\x1b[K")
+                shown = False
+            self.err.flush()
+            return True
+
         try:
-            outcome = play(on_text=on_text)
+            outcome = play(on_text=on_text, on_progress=on_progress if self.progress else None)
         except GAME_ERRORS as exc:
             if on_text is not None:
                 print(file=self.out)
             self._error(exc)
             return
+        finally:
+            if shown:
+                self.err.write("\r\x1b[K")
+                self.err.flush()
         self._show(outcome, streamed=self.stream)
 
     def _command(self, line: str) -> bool:

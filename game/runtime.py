@@ -6,6 +6,8 @@ import logging
 
 from game.backends.base import Backend
 from game.config import Settings, resolve_model_path
+from game.kvstore import KvStore
+from game.kvstore import default_folder as default_kv_folder
 from game.prompt import DEFAULT_FORMAT, PromptFormat, format_for_chat_template, get_format
 from game.scenario import Scenario
 from game.session import Session
@@ -29,8 +31,17 @@ def open_backend(settings: Settings) -> Backend:
         n_ctx=settings.n_ctx,
         n_gpu_layers=settings.n_gpu_layers,
         n_threads=settings.n_threads,
+        n_threads_batch=settings.n_threads_batch,
+        kv_store=kv_store_for(settings),
         seed=settings.seed,
     )
+
+
+def kv_store_for(settings: Settings) -> KvStore | None:
+    """The stored KV caches' folder, bounded as set; None when the setting turns it off."""
+    if settings.kv_store_mb <= 0:
+        return None
+    return KvStore(default_kv_folder(), settings.kv_store_mb * 1024 * 1024)
 
 
 def choose_format(settings: Settings, backend: Backend) -> PromptFormat:

@@ -104,6 +104,8 @@ class TurnResult:
             "evaluated_tokens": self.stats.evaluated_tokens,
             "generated_tokens": self.stats.generated_tokens,
             "ttft_s": round(self.stats.ttft_s, 4),
+            "reading_s": round(self.stats.reading_s, 4),
+            "stored_tokens": self.stats.stored_tokens,
             "tokens_per_s": round(self.stats.tokens_per_s, 2),
             "finish_reason": self.stats.finish_reason,
             "window_start": self.window_start,
@@ -495,7 +497,10 @@ class _ReplyWriter:
 
         segments = [*self.history, (*session._model_open, *lead_tokens)]
         on_progress, self.on_progress = self.on_progress, None
-        stats = session.backend.generate(segments, request, on_token, on_progress)
+        # Passed only when asked for, so that a backend (or a test's spy) that does not report
+        # progress is called exactly as before.
+        extra = {} if on_progress is None else {"on_progress": on_progress}
+        stats = session.backend.generate(segments, request, on_token, **extra)
         self._stats.append(stats)
         if not scanner.stopped and not cancelled:
             tail = scanner.flush()
@@ -597,4 +602,6 @@ class _ReplyWriter:
             finish_reason=last.finish_reason,
             decode_s=sum(stats.decode_seconds for stats in self._stats),
             passes=sum(stats.passes for stats in self._stats),
+            reading_s=first.reading_s,
+            stored_tokens=first.stored_tokens,
         )

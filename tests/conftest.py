@@ -24,6 +24,7 @@ def private_folders(
         ("XDG_CONFIG_HOME", "config"),
         ("XDG_STATE_HOME", "state"),
         ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
     ):
         monkeypatch.setenv(variable, str(home / folder))
     config = home / "config" / "metharme-adventure" / "config.yaml"

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from game.bench import choices, context
+from game.bench import choices, context, speed
+from game.bench.llama_bench import LlamaBenchError, parse
 from game.cli import main
 
 pytestmark = pytest.mark.model
@@ -75,3 +76,35 @@ def test_bench_refuses_bad_numbers_in_one_line(tmp_path, capsys):
         main(["bench", "context", "--reply-tokens", "8"])
     assert info.value.code == 2
     assert "argument --reply-tokens: 8 is not between 16 and 4096" in capsys.readouterr().err
+
+
+def test_bench_speed_short_mode(tmp_path, capsys):
+    args = ["--log-file", str(tmp_path / "log"), "bench", "speed", "--quick", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    engine = result["engine"]
+    assert engine["prompt_tokens_per_s"] > 0 and engine["gen_tokens_per_s"] > 0
+    assert engine["decode_only_ms_per_token"] > 0
+    resume = result["resume"]
+    # The stored cache spared the resumed game and the new game most of their reading.
+    assert resume["resumed"]["with_store_read"] < resume["resumed"]["without_store_read"] / 4
+    assert resume["new_game"]["with_store_read"] < resume["new_game"]["without_store_read"] / 4
+    assert resume["stored_bytes"] > 0
+    bench = result["llama_bench"]
+    if bench["path"] is not None:  # llama-bench is on this machine (make llama-tools)
+        assert bench["error"] is None and bench["rows"] and result["ratios"]
+    table = speed.render(result)
+    assert "per token: engine" in table and "resumed / ordinary:" in table
+
+
+def test_llama_bench_json_is_parsed_and_bad_output_is_one_line():
+    rows = parse(
+        '[{"n_threads": 2, "n_prompt": 512, "n_gen": 0, "n_depth": 0, "avg_ts": 322.5, '
+        '"stddev_ts": 1.5}, {"n_threads": 2, "n_prompt": 0, "n_gen": 128, "avg_ts": 99.0}]'
+    )
+    assert [(row.n_prompt, row.n_gen, row.tokens_per_s) for row in rows] == [
+        (512, 0, 322.5),
+        (0, 128, 99.0),
+    ]
+    with pytest.raises(LlamaBenchError, match="unexpected llama-bench output"):
+        parse("main: error: unknown argument")

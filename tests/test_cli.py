@@ -183,8 +183,26 @@ def test_play_autosaves_and_resume_goes_on(tmp_path):
         "choices": played[-1]["choices"],
     }
     assert lines[-1]["turn"] == 3 and lines[-1]["action"] == played[-1]["choices"][0]
-    # The resumed game read its window once, then the new turn.
-    assert lines[-1]["evaluated_tokens"] >= lines[-1]["prompt_tokens"]
+    # The first game stored its KV cache when it ended: the resumed game loads it instead of
+    # reading its window again.
+    assert lines[-1]["stored_tokens"] > 0
+    assert (
+        lines[-1]["evaluated_tokens"] < lines[-1]["prompt_tokens"] - lines[-1]["stored_tokens"] + 40
+    )
+    cold = run_game(
+        "resume",
+        "Night One",
+        *common,
+        "--no-kv-store",
+        "--no-save",
+        stdin="/retry\n",
+        tmp_path=tmp_path,
+    )
+    assert cold.returncode == 0, cold.stderr
+    retried = json.loads(cold.stdout.splitlines()[-1])
+    # Without the store, a resumed game reads its whole window once.
+    assert retried["stored_tokens"] == 0
+    assert retried["evaluated_tokens"] >= retried["prompt_tokens"]
 
     again = run_game("play", *common, "--name", "Night One", stdin="", tmp_path=tmp_path)
     assert again.returncode == 2 and "a save named 'Night One' exists" in again.stderr

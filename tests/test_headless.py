@@ -76,3 +76,26 @@ def test_autosave_and_save_as(tmp_path):
     assert f"(saved to {tmp_path / 'second-name.json'})" in err.getvalue()
     assert "error: there is no turn to redo" in err.getvalue()
     assert "(put back: Again.)" in out.getvalue()
+
+
+def test_reading_progress_goes_to_stderr_and_is_cleared_before_the_reply():
+    session = Session(
+        make_scenario(setting="The house is old. " * 60), ScriptedBackend(read_batch=32), METHARME
+    )
+    out, err = io.StringIO(), io.StringIO()
+    feed = iter(["/quit"])
+    game = HeadlessGame(
+        session, read_line=lambda: next(feed, None), out=out, err=err, stream=True, progress=True
+    )
+    assert game.run() == 0
+    text = err.getvalue()
+    assert "\r\x1b[Kreading the story: 32/" in text
+    assert text.endswith("\r\x1b[K")  # the line is wiped once the prompt is read
+    assert "reading the story" not in out.getvalue()
+
+
+def test_json_turns_carry_the_reading_time():
+    out, err, _ = play(["1"], json_mode=True)
+    turns = [json.loads(line) for line in out.splitlines()]
+    assert all(turn["reading_s"] >= 0 and turn["stored_tokens"] == 0 for turn in turns)
+    assert "reading the story" not in err  # no tty, no progress

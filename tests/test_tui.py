@@ -313,3 +313,32 @@ def test_play_screen_snapshot(tmp_path, snap_compare, monkeypatch):
 
     app = make_app(tmp_path, start=StartAt(entry=haunted()))
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=first_turn)
+
+
+async def test_a_long_read_shows_the_reading_bar_and_escape_leaves_the_game_as_it_was(tmp_path):
+    from game.tui.progress import ReadingBar
+
+    slow = ScriptedBackend(replies=REPLIES, read_batch=8, read_delay_s=0.05)
+    app = make_app(tmp_path, slow, start=StartAt(entry=haunted()))
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = None
+        bar = None
+        for _ in range(100):  # wait for the bar: the model loads, then the opening turn reads
+            await pilot.pause(0.05)
+            if isinstance(app.screen, PlayScreen):
+                screen = app.screen
+                bar = screen.query_one(ReadingBar)
+                if bar.display:
+                    break
+        assert screen is not None and bar is not None and bar.display
+        assert "left" in str(bar.query_one("#reading-left").render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not bar.display
+        assert screen.session.exchanges == [] and not screen.busy
+        assert not list(screen.query(TurnView))
+        # Nothing was lost: the next turn plays, reading only what is not cached yet.
+        slow.read_delay_s = 0.0
+        await pilot.press(*"I knock.", "enter")
+        await settle(pilot)
+        assert len(screen.session.exchanges) == 1

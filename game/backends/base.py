@@ -61,6 +61,9 @@ class GenerationStats:
             None means ``total_s - ttft_s``.
         finish_reason: ``eos`` (the model ended its reply), ``length`` (max_tokens reached) or
             ``stopped`` (the callback asked to stop).
+        reading_s: Seconds spent making the prompt ready (loading a stored cache, reading the
+            rest), before sampling began.
+        stored_tokens: Prompt tokens loaded from a stored KV cache instead of being read.
     """
 
     prompt_tokens: int
@@ -71,6 +74,8 @@ class GenerationStats:
     finish_reason: FinishReason
     decode_s: float | None = None
     passes: int = 1
+    reading_s: float = 0.0
+    stored_tokens: int = 0
 
     @property
     def decode_seconds(self) -> float:

@@ -22,10 +22,11 @@ import llama_cpp
 from llama_cpp._internals import LlamaSampler
 
 from game import kvcache
-from game.backends import llama_log
+from game.backends import llama_log, llama_state
 from game.backends.base import (
     BackendError,
     FinishReason,
+    GenerationCancelled,
     GenerationRequest,
     GenerationStats,
     ProgressCallback,
@@ -34,8 +35,20 @@ from game.backends.base import (
 from game.backends.grammar_sampling import CheckedGrammarSampler
 from game.config import model_file_problem
 from game.kvcache import CacheMode
+from game.kvstore import KvStore, ModelIdentity, model_identity
+from game.threads import plan_threads
 
 log = logging.getLogger(__name__)
+
+# Prompt reading reports progress (and may be cancelled) after each batch of this many tokens
+# at most: small enough that a 7B model on a CPU reports every few seconds, large enough that
+# batched reading keeps its speed (see the README's numbers for ``bench speed``).
+PROGRESS_BATCH = 128
+# A stored cache is loaded only when it saves reading at least this many tokens.
+MIN_STORE_GAIN = 32
+# The cache is stored before a prompt replaces it when it holds at least this many tokens and
+# the new prompt keeps less than half of them (another game; not a retry or an undo).
+MIN_STORE_TOKENS = 64
 
 
 def gpu_offload_supported() -> bool:
@@ -57,7 +70,12 @@ class LlamaCppBackend:
         model_path: The GGUF file.
         n_ctx: Context window in tokens; capped at the size the model was trained on.
         n_gpu_layers: Layers to offload; None offloads all when the build supports it, else 0.
-        n_threads: CPU threads; None lets llama.cpp choose.
+        n_threads: CPU threads for generation; None uses the physical cores.
+        n_threads_batch: CPU threads for reading prompts; None uses every logical CPU.
+        n_batch: The most prompt tokens read in one batch; progress is reported after each
+            batch of at most :data:`PROGRESS_BATCH`.
+        kv_store: Where to keep KV caches across processes (see :mod:`game.kvstore`); None
+            keeps them in memory only.
         seed: Default sampling seed when a request carries none.
         cache_mode: ``shift`` (the default) reuses the cached common prefix of the last prompt
             and, when old turns have left the window, removes their span from the KV cache and
@@ -76,6 +94,9 @@ class LlamaCppBackend:
         n_ctx: int = 2048,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        n_batch: int = 512,
+        kv_store: KvStore | None = None,
         seed: int | None = None,
         cache_mode: CacheMode = "shift",
     ):
@@ -88,6 +109,11 @@ class LlamaCppBackend:
         self.cache_mode: CacheMode = cache_mode
         self._default_seed = llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed
         self.shifts = 0
+        self.threads = plan_threads(n_threads, n_threads_batch)
+        self.kv_store = kv_store
+        self.stored_loads = 0
+        self._piece_cache: dict[int, bytes] = {}
+        self._end_cache: dict[int, bool] = {}
         # Two locks, always taken in this order: ``_lock`` for the context (one generation at a
         # time; callbacks run under it) and ``_vocab_lock`` for the vocabulary (tokenizing is
         # read-only and safe beside a decode). A callback that tokenizes therefore never waits
@@ -105,7 +131,9 @@ class LlamaCppBackend:
                     str(model_path),
                     n_ctx=n_ctx,
                     n_gpu_layers=n_gpu_layers,
-                    n_threads=n_threads,
+                    n_threads=self.threads.generation,
+                    n_threads_batch=self.threads.batch,
+                    n_batch=n_batch,
                     seed=llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed,
                     verbose=True,
                 )
@@ -138,14 +166,24 @@ class LlamaCppBackend:
                 "attention); old turns leaving the window will make the prompt be read again",
                 model_path.name,
             )
+        self._identity: ModelIdentity | None = None
+        if kv_store is not None:
+            try:
+                self._identity = model_identity(model_path, llama_state.layout(self._llm))
+            except OSError as exc:
+                log.warning("stored KV caches are off: cannot identify %s: %s", model_path, exc)
         log.info(
-            "loaded %s: n_ctx=%d n_gpu_layers=%d gpu_offload=%s bos=%s space_prefix=%s",
+            "loaded %s: n_ctx=%d n_gpu_layers=%d gpu_offload=%s bos=%s space_prefix=%s "
+            "threads=%d threads_batch=%d kv_store=%s",
             model_path.name,
             self.n_ctx,
             n_gpu_layers,
             gpu_offload_supported(),
             self._add_bos,
             self._space_prefix,
+            self.threads.generation,
+            self.threads.batch,
+            kv_store.folder if self._identity else None,
         )
 
     # -- the Backend protocol -------------------------------------------------------------------
@@ -193,23 +231,32 @@ class LlamaCppBackend:
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token, special tokens written out, no leading space stripped."""
-        with self._vocab_lock:
-            self._check_open()
-            buffer = (llama_cpp.ctypes.c_char * 64)()
+        # Memoized: the decode loop asks for every generated token, and a ctypes call with a
+        # fresh buffer costs more than a dict lookup.
+        cached = self._piece_cache.get(token)
+        if cached is None:
+            with self._vocab_lock:
+                self._check_open()
+                cached = self._piece_cache[token] = self._piece(token)
+        return cached
+
+    def _piece(self, token: int) -> bytes:
+        buffer = (llama_cpp.ctypes.c_char * 64)()
+        size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+        if size < 0:
+            buffer = (llama_cpp.ctypes.c_char * -size)()
             size = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
-            if size < 0:
-                buffer = (llama_cpp.ctypes.c_char * -size)()
-                size = llama_cpp.llama_token_to_piece(
-                    self._vocab, token, buffer, len(buffer), 0, True
-                )
-            return bytes(buffer[:size])
+        return bytes(buffer[:size])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return b"".join(self.piece(token) for token in tokens).decode("utf-8", errors="replace")
 
     def is_end(self, token: int) -> bool:
         """Whether ``token`` ends generation (EOS, EOT, ``<|im_end|>`` ...)."""
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        cached = self._end_cache.get(token)
+        if cached is None:
+            cached = self._end_cache[token] = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return cached
 
     @property
     def cached_tokens(self) -> list[int]:
@@ -255,21 +302,28 @@ class LlamaCppBackend:
         with self._lock:
             self._check_open()
             try:
-                return self._generate(prompt, request, on_token)
+                return self._generate(prompt, request, on_token, on_progress)
             except (RuntimeError, OSError, ValueError) as exc:
                 # The cache may hold half a batch: start from scratch next time.
                 self._llm.reset()
                 raise BackendError(f"generation failed: {exc}") from None
 
     def _generate(
-        self, prompt: list[int], request: GenerationRequest, on_token: TokenCallback
+        self,
+        prompt: list[int],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        on_progress: ProgressCallback | None,
     ) -> GenerationStats:
         started = time.perf_counter()
         llm = self._llm
+        self._store_before_switch(prompt)
         reuse = self._prepare_cache(prompt)
         llm.n_tokens = reuse
+        reuse, loaded = self._load_stored(prompt, reuse)
         evaluated = len(prompt) - reuse
-        llm.eval(prompt[reuse:])  # drops cached positions from n_tokens on, then decodes
+        self._read_prompt(prompt, reuse, on_progress)
+        reading_s = time.perf_counter() - started
 
         chain = self._make_chain(request)
         with contextlib.ExitStack() as cleanup:
@@ -310,7 +364,108 @@ class LlamaCppBackend:
             ttft_s=ttft,
             total_s=time.perf_counter() - started,
             finish_reason=finish,
+            reading_s=reading_s,
+            stored_tokens=loaded,
         )
+
+    def _read_prompt(
+        self, prompt: list[int], start: int, on_progress: ProgressCallback | None
+    ) -> None:
+        """Evaluate ``prompt[start:]`` after the ``start`` cached tokens, in batches, reporting
+        after each; a cancel between batches leaves the cache holding exactly what was read
+        (``Llama.eval`` records each batch's tokens as it decodes it), so the next prompt
+        reuses it."""
+        llm = self._llm
+        total = len(prompt) - start
+        step = min(llm.n_batch, PROGRESS_BATCH) if on_progress is not None else llm.n_batch
+        done = 0
+        while done < total:
+            batch = prompt[start + done : start + min(done + step, total)]
+            llm.eval(batch)  # drops cached positions from n_tokens on, then decodes
+            done += len(batch)
+            if on_progress is not None and not on_progress(done, total) and done < total:
+                raise GenerationCancelled("prompt reading cancelled")
+
+    # -- the stored KV caches -------------------------------------------------------------------
+
+    def _store_before_switch(self, prompt: list[int]) -> None:
+        """Store the cache before a prompt that keeps less than half of it replaces it."""
+        cached = self._llm.n_tokens
+        if self._identity is None or cached < MIN_STORE_TOKENS:
+            return
+        if kvcache.common_prefix(self._llm.input_ids[:cached].tolist(), prompt) * 2 < cached:
+            self._store()
+
+    def _store(self) -> bool:
+        if self.kv_store is None or self._identity is None or self._llm.n_tokens == 0:
+            return False
+        started = time.perf_counter()
+        tokens = self.cached_tokens
+        state = llama_state.get_state(self._llm)
+        if state is None:
+            return False
+        stored = self.kv_store.put(self._identity, tokens, memoryview(state).cast("B"))
+        if stored:
+            log.info(
+                "stored %d tokens' KV cache in %.2f s", len(tokens), time.perf_counter() - started
+            )
+        return stored
+
+    def _load_stored(self, prompt: list[int], reuse: int) -> tuple[int, int]:
+        """Load the stored cache sharing the longest start with ``prompt`` when it saves
+        reading at least :data:`MIN_STORE_GAIN` tokens.
+
+        Returns:
+            The prompt tokens the cache now holds, and how many of them came from the store.
+        """
+        if self.kv_store is None or self._identity is None:
+            return reuse, 0
+        match = self.kv_store.find(self._identity, prompt)
+        keep = min(match.length, len(prompt) - 1) if match else 0
+        if match is None or keep < reuse + MIN_STORE_GAIN:
+            return reuse, 0
+        started = time.perf_counter()
+        payload = self.kv_store.load(match.entry)
+        if payload is None:
+            return reuse, 0
+        if not llama_state.set_state(self._llm, payload, match.entry.tokens, keep):
+            # llama.cpp emptied the cache: what the plan reused is gone too.
+            self.kv_store.discard(match.entry, "llama.cpp could not load it")
+            return 0, 0
+        self.stored_loads += 1
+        log.info(
+            "loaded %d of the prompt's %d tokens from the stored KV cache %s in %.2f s",
+            keep,
+            len(prompt),
+            match.entry.path.name,
+            time.perf_counter() - started,
+        )
+        return keep, keep
+
+    def time_decode(self, count: int) -> float:
+        """Seconds per token of ``count`` single-token decodes with no sampling, after what
+        the cache holds (for ``bench speed``: llama.cpp's decode as llama-cpp-python calls it,
+        the floor under the engine's per-token time). The cache is emptied afterwards."""
+        with self._lock:
+            llm = self._llm
+            token = self._anchor[0] if self._anchor else 0
+            started = time.perf_counter()
+            for _ in range(count):
+                llm.eval([token])
+            elapsed = time.perf_counter() - started
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return elapsed / max(count, 1)
+
+    def persist(self) -> bool:
+        """Store the KV cache now (a game is quit, saved or switched); whether it was written.
+        Failures are logged, never raised."""
+        with self._lock:
+            try:
+                return self._store()
+            except (RuntimeError, OSError, ValueError) as exc:
+                log.warning("the KV cache was not stored: %s", exc)
+                return False
 
     @functools.cached_property
     def _end_tokens(self) -> list[int]:

@@ -144,6 +144,7 @@ class ScriptedBackend:
             self._cache = prompt[:common]
             raise BackendError(f"scripted failure on call {len(self.calls)}")
         self._read(prompt, common, on_progress)
+        reading_s = time.perf_counter() - started
         ttft = 0.0
         generated = 0
         finish: str = "eos"
@@ -178,6 +179,7 @@ class ScriptedBackend:
             ttft_s=ttft,
             total_s=total,
             finish_reason=finish,  # type: ignore[arg-type]
+            reading_s=reading_s if self.token_seconds is None else 0.0,
         )
 
     def _read(self, prompt: list[int], common: int, on_progress: ProgressCallback | None) -> None:

@@ -39,6 +39,7 @@ from game.tui.messages import (
     TurnDone,
     TurnFailed,
 )
+from game.tui.progress import ReadingBar
 from game.tui.widgets import ActionInput, ChoiceList, StatusLine, StoryView, TurnView
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,14 @@ class PlayScreen(Screen[None]):
         self._streaming: TurnView | None = None
         self._pending_action: str | None = None
         self.streamed_pieces = 0  # batches of streamed text shown, for tests
+        self._reading = ReadingBar(id="reading")
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield StoryView(id="story")
         yield ChoiceList(id="choices")
         yield ActionInput(placeholder="What do you do? (a number picks a choice)", id="action")
+        yield self._reading
         yield StatusLine(id="status")
         yield Footer()
 
@@ -141,6 +144,7 @@ class PlayScreen(Screen[None]):
     def run_turn(self, game: GameController, action: str | None) -> None:
         """Play ``action``, or retry the last reply when it is None."""
         worker = get_current_worker()
+        reading = self._reading  # the worker only posts messages to it
         batcher = TextBatcher(lambda text: self.post_message(ReplyText(text)))
         started = time.monotonic()
 
@@ -156,6 +160,7 @@ class PlayScreen(Screen[None]):
 
         def progress(done: int, total: int) -> bool:
             self.post_message(ReadingProgress(done, total, time.monotonic() - started))
+            reading.post_message(ReadingBar.Progress(done, total))
             return not worker.is_cancelled
 
         callbacks: dict[str, Any] = {"on_text": text, "on_rewind": rewind, "on_progress": progress}
@@ -255,6 +260,8 @@ class PlayScreen(Screen[None]):
         self._update_status()
 
     def on_turn_failed(self, message: TurnFailed) -> None:
+        self._reading.hide()
+        self._reading.hide()
         if self._streaming is not None:
             self._streaming.remove()
             self._streaming = None

@@ -23,7 +23,9 @@ TEXT_FIELDS = [
     ("model_path", "Model file (GGUF)", "empty: the embedded SmolLM2 model"),
     ("n_ctx", "Context size (tokens)", "2048"),
     ("n_gpu_layers", "GPU layers (-1 all)", "empty: all when the build supports a GPU"),
-    ("n_threads", "CPU threads", "empty: llama.cpp's choice"),
+    ("n_threads", "CPU threads", "empty: the physical cores"),
+    ("n_threads_batch", "CPU threads for reading the prompt", "empty: every logical CPU"),
+    ("kv_store_mb", "Stored KV caches (MB, 0 off)", "2048"),
     ("seed", "Seed", "empty: a new one each game"),
 ]
 SAMPLING_FIELDS = [
