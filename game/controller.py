@@ -218,6 +218,11 @@ class GameController:
         return self._turn_lock.locked()
 
     @property
+    def stopping(self) -> bool:
+        """Whether the player asked the reply being written to stop."""
+        return self._stop.is_set()
+
+    @property
     def needs_opening(self) -> bool:
         """A new game whose opening turn has not been played yet."""
         return not self.session.exchanges

@@ -85,7 +85,12 @@ def test_reading_progress_goes_to_stderr_and_is_cleared_before_the_reply():
     out, err = io.StringIO(), io.StringIO()
     feed = iter(["/quit"])
     game = HeadlessGame(
-        session, read_line=lambda: next(feed, None), out=out, err=err, stream=True, progress=True
+        GameController(session, None),
+        read_line=lambda: next(feed, None),
+        out=out,
+        err=err,
+        stream=True,
+        progress=True,
     )
     assert game.run() == 0
     text = err.getvalue()

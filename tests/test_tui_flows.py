@@ -265,11 +265,11 @@ async def test_settings_during_a_game_on_the_real_model():
         await settle(pilot)
         first = app.screen.game.backend
         # Saved while the next reply is written: no freeze, no crash.
-        await pilot.press("1")
+        await pilot.press(*"I wait.", "enter")
         await wait_until(pilot, lambda: app.screen.busy)
         await change_settings(pilot, n_ctx="768")
         await settle(pilot)
-        await pilot.press("2")
+        await pilot.press(*"I listen.", "enter")
         await settle(pilot)
         screen = app.screen
         assert screen.session.turn == 3 and screen.session.backend is first
@@ -293,7 +293,7 @@ async def test_resume_by_name_on_the_real_model():
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, PlayScreen) and turn_texts(app) == opening
-        await pilot.press("1")
+        await pilot.press(*"I wait.", "enter")
         await settle(pilot)
         assert app.screen.session.turn == 2
     assert SaveFolder(saves_folder()).listing()[0].save.turn_count == 2

@@ -159,9 +159,12 @@ class PlayScreen(Screen[None]):
             self.post_message(ReplyRewind(text))
 
         def progress(done: int, total: int) -> bool:
+            if game.stopping or worker.is_cancelled:
+                reading.post_message(ReadingBar.Progress(0, 0))
+                return False
             self.post_message(ReadingProgress(done, total, time.monotonic() - started))
             reading.post_message(ReadingBar.Progress(done, total))
-            return not worker.is_cancelled
+            return True
 
         callbacks: dict[str, Any] = {"on_text": text, "on_rewind": rewind, "on_progress": progress}
         try:
@@ -260,8 +263,10 @@ class PlayScreen(Screen[None]):
         self._update_status()
 
     def on_turn_failed(self, message: TurnFailed) -> None:
-        self._reading.hide()
-        self._reading.hide()
+        # Through the bar's own queue, so that it comes after any report still waiting there.
+        self._reading.post_message(ReadingBar.Progress(0, 0))
+        # Through the bar's own queue, so that it comes after any report still waiting there.
+        self._reading.post_message(ReadingBar.Progress(0, 0))
         if self._streaming is not None:
             self._streaming.remove()
             self._streaming = None
