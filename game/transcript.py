@@ -137,38 +137,41 @@ def make_segment(tokenizer: Tokenizer, fmt: PromptFormat, role: Role, text: str)
     return Segment(role, text, tuple(tokenize_pieces(tokenizer, fmt, role, text)))
 
 
-# How many of a reply's last tokens may be tokenized again with the marker after it: enough to
-# reach back to the start of the last word, where a SentencePiece vocabulary always splits.
+# How many of a reply's last tokens are searched for the start of its last word.
 SEAM_REACH = 8
+
+
+def _is_word_start(text: str, index: int) -> bool:
+    """Whether a SentencePiece tokenization of ``text`` always splits before ``index``: at the
+    start, before a space that follows a non-space (LLaMA's pieces start with their space and
+    never carry one inside), and around a newline (a byte token that never merges)."""
+    if index == 0:
+        return True
+    char, before = text[index], text[index - 1]
+    return before == "\n" or char == "\n" or (char.isspace() and not before.isspace())
 
 
 def close_reply(tokenizer: Tokenizer, text: str, body: Sequence[int], closing: str) -> list[int]:
     """The reply's tokens followed by ``closing`` (its suffix and the next marker's lead), with
     the seam between them tokenized as the whole prompt's text would be.
 
-    The model's own tokens are kept, except the last few, which are tokenized again with
-    ``closing`` when they merge with it (``door.`` then ``<|`` becomes ``door`` ``.<`` ``|``):
-    the prompt then costs one or two evaluated tokens more, and the marker's tokens are exactly
-    those the text gives.
+    The model's own tokens are kept up to the start of the reply's last word; that word is
+    tokenized again with ``closing`` (``door.`` then ``<|`` becomes ``door`` ``.<`` ``|``), so
+    the marker's tokens are exactly those the text gives. Tokens that come out the same are the
+    same ids, so the cache keeps them: the seam costs what changed, one token as a rule.
     """
     if not closing:
         return list(body)
-    if not body:
-        return tokenizer.tokenize(text + closing, special=False)
-    cut = len(body)
+    cut = 0  # no word start within reach: the whole reply is tokenized again
     for reach in range(1, min(SEAM_REACH, len(body)) + 1):
-        head = tokenizer.detokenize(body[: len(body) - reach])
-        # A head that ends inside a character is no place to cut.
-        if not text.startswith(head):
-            continue
-        cut = len(body) - reach
-        if text[len(head) : len(head) + 1].isspace():
+        at = len(body) - reach
+        head = tokenizer.detokenize(body[:at])
+        # A head that ends inside a character (a byte token) is no place to cut.
+        if text.startswith(head) and len(head) < len(text) and _is_word_start(text, len(head)):
+            cut = at
             break
     head = tokenizer.detokenize(body[:cut])
-    if not text.startswith(head):
-        return tokenizer.tokenize(text + closing, special=False)
-    tail = tokenizer.tokenize(text[len(head) :] + closing, special=False)
-    return list(body[:cut]) + tail
+    return list(body[:cut]) + tokenizer.tokenize(text[len(head) :] + closing, special=False)
 
 
 def reply_segment(

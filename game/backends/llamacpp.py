@@ -115,7 +115,9 @@ class LlamaCppBackend:
         finally:
             stream.flush()
         model = self._llm._model
-        self._n_ctx = self._llm.n_ctx()
+        # llama.cpp pads the context it allocates (to a multiple of 256), but llama-cpp-python
+        # records tokens in an array of the size asked for: a prompt must fit both.
+        self._n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._vocab = model.vocab
         trained = model.n_ctx_train()
         if trained and n_ctx > trained:
