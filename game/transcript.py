@@ -132,46 +132,57 @@ def open_model_tokens(tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
     return tokenize_pieces(tokenizer, fmt, "model", "", closed=False)
 
 
+def closing_tokens(tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
+    """The tokens a finished model segment closes with, on their own: its suffix, and the next
+    marker's lead where segments merge (what a reply costs the next prompt beyond the model's
+    own tokens; the seam may merge one of the reply's tokens with them)."""
+    lead = seam_lead(tokenizer, fmt)
+    if lead:
+        return tokenizer.tokenize(fmt.model_suffix + lead, special=False)
+    return tokenizer.tokenize(fmt.model_suffix, special=True) if fmt.model_suffix else []
+
+
 def make_segment(tokenizer: Tokenizer, fmt: PromptFormat, role: Role, text: str) -> Segment:
     """A closed segment of ``role`` holding ``text``."""
     return Segment(role, text, tuple(tokenize_pieces(tokenizer, fmt, role, text)))
 
 
-# How many of a reply's last tokens are searched for the start of its last word.
-SEAM_REACH = 8
+# How many of a reply's last tokens (the model's, and the tokenizer's) are searched for a place
+# where the two split the text alike.
+SEAM_REACH = 16
 
 
-def _is_word_start(text: str, index: int) -> bool:
-    """Whether a SentencePiece tokenization of ``text`` always splits before ``index``: at the
-    start, before a space that follows a non-space (LLaMA's pieces start with their space and
-    never carry one inside), and around a newline (a byte token that never merges)."""
-    if index == 0:
-        return True
-    char, before = text[index], text[index - 1]
-    return before == "\n" or char == "\n" or (char.isspace() and not before.isspace())
+def _boundaries(tokenizer: Tokenizer, text: str, tokens: Sequence[int]) -> dict[int, int]:
+    """Where the last :data:`SEAM_REACH` tokens of ``tokens`` (which spell ``text``) start:
+    character offset -> token index. An offset inside a character (a byte token) is left out."""
+    found: dict[int, int] = {}
+    for index in range(len(tokens), max(len(tokens) - SEAM_REACH, 0) - 1, -1):
+        head = tokenizer.detokenize(tokens[:index])
+        if text.startswith(head):
+            found.setdefault(len(head), index)
+    return found
 
 
 def close_reply(tokenizer: Tokenizer, text: str, body: Sequence[int], closing: str) -> list[int]:
     """The reply's tokens followed by ``closing`` (its suffix and the next marker's lead), with
     the seam between them tokenized as the whole prompt's text would be.
 
-    The model's own tokens are kept up to the start of the reply's last word; that word is
-    tokenized again with ``closing`` (``door.`` then ``<|`` becomes ``door`` ``.<`` ``|``), so
-    the marker's tokens are exactly those the text gives. Tokens that come out the same are the
-    same ids, so the cache keeps them: the seam costs what changed, one token as a rule.
+    The reply and ``closing`` are tokenized together; the model's own tokens are kept up to the
+    last place where they and that tokenization split the text alike, and the tokenization
+    follows from there (``door.`` then ``<|`` becomes ``door`` ``.<`` ``|``). The marker's
+    tokens are then exactly those the text gives, and the seam costs what changed: one token
+    as a rule, more where the model split its last word otherwise than the tokenizer does.
     """
     if not closing:
         return list(body)
-    cut = 0  # no word start within reach: the whole reply is tokenized again
-    for reach in range(1, min(SEAM_REACH, len(body)) + 1):
-        at = len(body) - reach
-        head = tokenizer.detokenize(body[:at])
-        # A head that ends inside a character (a byte token) is no place to cut.
-        if text.startswith(head) and len(head) < len(text) and _is_word_start(text, len(head)):
-            cut = at
-            break
-    head = tokenizer.detokenize(body[:cut])
-    return list(body[:cut]) + tokenizer.tokenize(text[len(head) :] + closing, special=False)
+    whole = tokenizer.tokenize(text + closing, special=False)
+    ours = _boundaries(tokenizer, text, body)
+    theirs = _boundaries(tokenizer, text + closing, whole)
+    common = [offset for offset in ours if offset in theirs and offset <= len(text)]
+    if not common:
+        return whole  # no shared split within reach: the reply is tokenized again in full
+    offset = max(common)
+    return list(body[: ours[offset]]) + whole[theirs[offset] :]
 
 
 def reply_segment(
