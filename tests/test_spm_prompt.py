@@ -230,3 +230,13 @@ def test_a_literal_end_of_sequence_in_text_ends_the_reply_and_never_shows(spm):
     shown = scanner.feed("The door opens.</") + scanner.feed("s> and more")
     assert scanner.stopped and scanner.text == "The door opens."
     assert "</s>" not in shown + scanner.flush()
+
+
+def test_a_llama_vocabulary_without_a_template_plays_metharme_and_says_why(spm):
+    from game.config import Settings
+    from game.runtime import choose_format, format_status
+
+    assert spm.chat_template is None and spm.vocabulary == "llama"
+    fmt = choose_format(Settings(), spm)
+    assert fmt is METHARME
+    assert format_status(fmt, spm) == "metharme (no chat template, LLaMA vocabulary)"
