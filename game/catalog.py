@@ -73,7 +73,7 @@ def find_entry(ref: str | None, catalog: Catalog) -> ScenarioEntry:
     """
     ref = ref or DEFAULT_SCENARIO
     path = Path(ref).expanduser()
-    if path.suffix in SCENARIO_SUFFIXES or path.is_file():
+    if path.suffix in SCENARIO_SUFFIXES or _is_file(path):
         scenario = load_scenario(path)
         return ScenarioEntry(scenario, str(path), "file", path.name)
     try:
@@ -83,3 +83,12 @@ def find_entry(ref: str | None, catalog: Catalog) -> ScenarioEntry:
     return ScenarioEntry(
         item.scenario, f"{pack.location}/{item.path}", pack.id, pack.manifest.title
     )
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the OS refuses (too long): it is then a scenario
+    reference, and not finding it is the one-line error."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False

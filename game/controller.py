@@ -200,7 +200,10 @@ class GameController:
         except BaseException:
             host.release(backend)
             raise
-        return cls(session, slot, host=host, notices=notices)
+        game = cls(session, slot, host=host, notices=notices)
+        if slot is not None and slot.owned is not None:
+            game.save_state = "saved"  # it is the file it was loaded from
+        return game
 
     # -- state ---------------------------------------------------------------------------------
 

@@ -92,6 +92,21 @@ class HeadlessGame:
         print(f"{last.narrative}\n", file=self.out)
         self._show_choices(last.choices)
 
+    def _show_intro(self) -> None:
+        """The scenario's written intro: the first reply, shown without generating."""
+        intro = self.game.session.exchanges[0]
+        if self.json_mode:
+            state = {
+                "turn": 1,
+                "intro": True,
+                "narrative": intro.narrative,
+                "choices": intro.choices,
+            }
+            print(json.dumps(state, ensure_ascii=False), file=self.out, flush=True)
+            return
+        print(f"{intro.narrative}\n", file=self.out)
+        self._show_choices(intro.choices)
+
     def _say(self, text: str) -> None:
         print(text, file=self.err if self.json_mode else self.out, flush=True)
 
@@ -178,6 +193,9 @@ class HeadlessGame:
         self._notices()
         if game.needs_opening:
             self._turn(game.play_opening)
+        elif game.session.turn == game.session.intro_turns:
+            # A new game of a scenario with a written intro: it is the first reply.
+            self._show_intro()
         else:
             self._show_story_so_far()
         while True:

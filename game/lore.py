@@ -20,13 +20,17 @@ def _mentions(text: str, keyword: str) -> bool:
 
 
 def triggered(entries: Sequence[LoreEntry], recent: str) -> list[LoreEntry]:
-    """The non-constant entries whose keywords ``recent`` mentions, highest priority first
-    (ties keep the order they were written in)."""
+    """The enabled, non-constant entries whose keywords ``recent`` mentions (and one of their
+    secondary keywords, when they have any), highest priority first (ties keep the order they
+    were written in)."""
     text = recent.casefold()
     fired = [
         entry
         for entry in entries
-        if not entry.constant and any(_mentions(text, key) for key in entry.keys)
+        if entry.enabled
+        and not entry.constant
+        and any(_mentions(text, key) for key in entry.keys)
+        and (not entry.secondary_keys or any(_mentions(text, k) for k in entry.secondary_keys))
     ]
     return sorted(fired, key=lambda entry: -entry.priority)
 

@@ -9,8 +9,8 @@ problem found is reported at once, as ``FILE:LINE: field: message``.
 
 from __future__ import annotations
 
-import stat
-import zipfile
+import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -18,6 +18,20 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from game.boundary import BoundaryError, decode_utf8
+
+# The limits live with the file reading; they are part of this module's interface too.
+from game.packfiles import (  # noqa: F401
+    MANIFEST,
+    MAX_COMPRESSION_RATIO,
+    MAX_ENTRIES,
+    MAX_FILES,
+    MAX_TOTAL_BYTES,
+    SCENARIO_SUFFIXES,
+    PackFiles,
+    read_pack_files,
+    reason,
+)
 from game.scenario import (
     ID_PATTERN,
     LoreEntry,
@@ -27,15 +41,14 @@ from game.scenario import (
     scenario_from_document,
     validation_problems,
 )
-from game.yamlsource import MAX_FILE_BYTES, Problem, YamlLoadError, parse_yaml
+from game.yamlsource import Problem, YamlLoadError, parse_yaml
 
-MANIFEST = "pack.yaml"
+log = logging.getLogger(__name__)
+
 PACK_FORMAT = 1
-MAX_FILES = 200
-MAX_TOTAL_BYTES = 8 * 1024 * 1024
-# A zip entry may not claim to expand more than this many times its compressed size.
-MAX_COMPRESSION_RATIO = 100
-SCENARIO_SUFFIXES = (".yaml", ".yml")
+# Problems listed per pack in a catalog (``validate`` lists every one): a pack of 10,000 bad
+# files must not bury the rest of the listing.
+MAX_LISTED_PROBLEMS = 20
 
 Source = Literal["builtin", "user", "command line"]
 
@@ -94,148 +107,22 @@ class PackError(Exception):
         self.problems = problems
 
 
-# -- reading files from a folder or a zip, safely ------------------------------------------------
-
-
-class _Files:
-    """The text files of a pack, by their path inside it, within the limits."""
-
-    def __init__(self, location: Path):
-        self.location = location
-        self.problems: list[Problem] = []
-        self.files: dict[str, bytes] = {}
-
-    def _problem(self, name: str, message: str) -> None:
-        self.problems.append(
-            Problem(f"{self.location}/{name}" if name else str(self.location), 1, "file", message)
-        )
-
-    def _accept(self, name: str, size: int) -> bool:
-        if len(self.files) >= MAX_FILES:
-            self._problem("", f"the pack has more than {MAX_FILES} files")
-            return False
-        if size > MAX_FILE_BYTES:
-            self._problem(name, f"the file is {size} bytes; the limit is {MAX_FILE_BYTES}")
-            return False
-        total = sum(map(len, self.files.values())) + size
-        if total > MAX_TOTAL_BYTES:
-            self._problem(name, f"the pack is over {MAX_TOTAL_BYTES} bytes")
-            return False
-        return True
-
-
-def _safe_member(name: str) -> str | None:
-    """The normalized path of a zip member, or None when it could point outside the pack."""
-    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return None
-    parts = PurePosixPath(name).parts
-    if any(part in ("..", "") for part in parts):
-        return None
-    return "/".join(parts)
-
-
-def _read_zip(location: Path) -> _Files:
-    files = _Files(location)
-    try:
-        archive = zipfile.ZipFile(location)
-    except (zipfile.BadZipFile, OSError) as exc:
-        files._problem("", f"not a readable zip file: {exc}")
-        return files
-    with archive:
-        members = archive.infolist()
-        # Check every entry before reading any.
-        unsafe = [m.filename for m in members if _safe_member(m.filename) is None]
-        links = [m.filename for m in members if stat.S_ISLNK(m.external_attr >> 16)]
-        for name in unsafe:
-            files._problem("", f"entry {name!r} points outside the pack")
-        for name in links:
-            files._problem("", f"entry {name!r} is a symbolic link")
-        if unsafe or links:
-            return files
-        entries = [m for m in members if not m.is_dir()]
-        if len(entries) > MAX_FILES:
-            files._problem("", f"the pack has {len(entries)} files; the limit is {MAX_FILES}")
-            return files
-        declared = sum(m.file_size for m in entries)
-        if declared > MAX_TOTAL_BYTES:
-            files._problem(
-                "", f"the pack expands to {declared} bytes; the limit is {MAX_TOTAL_BYTES}"
-            )
-            return files
-        for member in entries:
-            name = _safe_member(member.filename)
-            assert name is not None
-            ratio = member.file_size / max(member.compress_size, 1)
-            if ratio > MAX_COMPRESSION_RATIO and member.file_size > 64 * 1024:
-                files._problem(name, f"compressed {ratio:.0f} times (a zip bomb?)")
-                continue
-            if not name.endswith(SCENARIO_SUFFIXES) or not files._accept(name, member.file_size):
-                continue
-            with archive.open(member) as stream:
-                # Never trust the declared size: read one byte more than it allows.
-                data = stream.read(MAX_FILE_BYTES + 1)
-            if len(data) > MAX_FILE_BYTES:
-                files._problem(name, f"the file is larger than {MAX_FILE_BYTES} bytes")
-                continue
-            files.files[name] = data
-    return _strip_common_folder(files)
-
-
-def _strip_common_folder(files: _Files) -> _Files:
-    """A zip of a pack folder holds ``folder/pack.yaml``: read it as the pack's root."""
-    if MANIFEST in files.files or not files.files:
-        return files
-    tops = {name.split("/", 1)[0] for name in files.files}
-    if len(tops) == 1 and all("/" in name for name in files.files):
-        top = tops.pop() + "/"
-        files.files = {name[len(top) :]: data for name, data in files.files.items()}
-    return files
-
-
-def _read_folder(location: Path) -> _Files:
-    files = _Files(location)
-    root = location.resolve()
-    for path in sorted(location.rglob("*")):
-        name = path.relative_to(location).as_posix()
-        if path.is_symlink():
-            target = path.resolve()
-            if not target.is_relative_to(root):
-                files._problem(name, "a symbolic link that points outside the pack")
-                continue
-        if not path.is_file() or not name.endswith(SCENARIO_SUFFIXES):
-            continue
-        size = path.stat().st_size
-        if not files._accept(name, size):
-            continue
-        files.files[name] = path.read_bytes()
-    return files
-
-
-def read_pack_files(location: Path) -> _Files:
-    """The YAML files of a pack folder or zip, checked against the limits and paths."""
-    if location.is_dir():
-        return _read_folder(location)
-    return _read_zip(location)
-
-
 # -- loading -------------------------------------------------------------------------------------
 
 
 def _decode(location: Path, name: str, data: bytes) -> str:
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        problem = Problem(
-            f"{location}/{name}", line, "file", f"not UTF-8 text (offset {exc.start})"
-        )
-        raise YamlLoadError([problem]) from None
+        return decode_utf8(data)
+    except BoundaryError as exc:
+        raise YamlLoadError([Problem(f"{location}/{name}", exc.line, "file", str(exc))]) from None
 
 
-def _manifest(location: Path, files: _Files) -> tuple[PackManifest | None, list[Problem]]:
+def _manifest(location: Path, files: PackFiles) -> tuple[PackManifest | None, list[Problem]]:
     """The manifest, or None and why not."""
     name = f"{location}/{MANIFEST}"
     if MANIFEST not in files.files:
+        if any(problem.file in (name, str(location)) for problem in files.problems):
+            return None, []  # why it could not be read is already among the problems
         return None, [Problem(str(location), 1, MANIFEST, "the pack has no pack.yaml")]
     try:
         document = parse_yaml(_decode(location, MANIFEST, files.files[MANIFEST]), name)
@@ -291,18 +178,29 @@ def load_pack(location: Path, source: Source = "command line") -> Pack:
 
 
 def is_pack(path: Path) -> bool:
-    """Whether ``path`` looks like a pack (a folder with a manifest, or a zip)."""
-    return (path.is_dir() and (path / MANIFEST).is_file()) or (
-        path.is_file() and path.suffix == ".zip"
-    )
+    """Whether ``path`` looks like a pack (a folder with a manifest, or a zip). A manifest that
+    is not a regular file (a folder, a FIFO, a dangling link) still makes a pack, so that loading
+    says what is wrong with it instead of the pack vanishing."""
+    try:
+        return (path.is_dir() and os.path.lexists(path / MANIFEST)) or (
+            path.suffix == ".zip" and not path.is_dir() and os.path.lexists(path)
+        )
+    except OSError:  # a name too long, a folder that cannot be searched
+        return False
 
 
 def packs_in(folder: Path) -> Iterator[Path]:
-    """The packs directly inside ``folder``."""
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            if is_pack(path):
-                yield path
+    """The packs directly inside ``folder`` (none, logged, when it cannot be listed)."""
+    try:
+        if not folder.is_dir():
+            return
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        log.warning("cannot list the packs folder %s: %s", folder, exc)
+        return
+    for path in children:
+        if is_pack(path):
+            yield path
 
 
 @dataclass
@@ -316,6 +214,11 @@ class Catalog:
         for pack in self.packs.values():
             for scenario in pack.scenarios.values():
                 yield pack, scenario
+
+    def problems_under(self, paths: Iterable[Path]) -> list[str]:
+        """The problems of the packs at ``paths`` (those a player named with ``--pack``)."""
+        prefixes = tuple(str(path) for path in paths)
+        return [problem for problem in self.problems if prefixes and problem.startswith(prefixes)]
 
     def find(self, ref: str) -> tuple[Pack, PackScenario]:
         """A scenario addressed as ``pack/scenario``, or by its bare id when that is unique.
@@ -347,6 +250,15 @@ class Catalog:
         return matches[0]
 
 
+def _listed(path: Path, problems: list[Problem]) -> list[str]:
+    """A pack's problems for a catalog: the first MAX_LISTED_PROBLEMS, then how many more."""
+    lines = [str(problem) for problem in problems[:MAX_LISTED_PROBLEMS]]
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        more = len(problems) - MAX_LISTED_PROBLEMS
+        lines.append(f"{path}: {more} more problem(s); `validate {path}` lists them all")
+    return lines
+
+
 def discover(sources: Iterable[tuple[Source, Path]]) -> Catalog:
     """Load the packs of every source, in order of precedence (highest first).
 
@@ -358,7 +270,15 @@ def discover(sources: Iterable[tuple[Source, Path]]) -> Catalog:
         try:
             pack = load_pack(path, source)
         except PackError as exc:
-            catalog.problems += [str(problem) for problem in exc.problems]
+            catalog.problems += _listed(path, exc.problems)
+            continue
+        except Exception as exc:
+            # The last line of defence: one pack, whatever is wrong with it, never takes the
+            # catalog (and every command that needs it) down with it.
+            log.exception("loading the pack %s failed", path)
+            catalog.problems.append(
+                str(Problem(str(path), 1, "pack", f"cannot be loaded: {reason(exc)}"))
+            )
             continue
         kept = catalog.packs.get(pack.id)
         if kept is not None:
@@ -368,5 +288,5 @@ def discover(sources: Iterable[tuple[Source, Path]]) -> Catalog:
             )
             continue
         catalog.packs[pack.id] = pack
-        catalog.problems += [str(problem) for problem in pack.problems]
+        catalog.problems += _listed(path, pack.problems)
     return catalog

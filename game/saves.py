@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,13 +28,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from game.boundary import BoundaryError
 from game.choices import parse_reply
 from game.errors import first_error
 from game.prompt import PromptFormat
+from game.savecheck import (
+    FileSignature,
+    format_problem,
+    neutralize_all,
+    read_save_document,
+    safe_filename,
+    turn_order_problem,
+)
 from game.scenario import Sampling, Scenario
 from game.session import ChoiceMode, Session
+from game.textsafety import for_terminal, valid_text
 from game.transcript import Exchange, make_segment, reply_segment
 
 try:  # POSIX; elsewhere saves are still atomic, only not serialized between processes.
@@ -58,13 +67,20 @@ class SaveError(Exception):
     """A save cannot be read or written; ``str()`` is one line naming the file."""
 
     def __init__(self, path: Path, message: str):
-        super().__init__(f"{path}: {message}")
+        # One line whatever the file or its content is called: escapes shown visibly.
+        message = for_terminal(message, one_line=True)
+        super().__init__(for_terminal(f"{path}: {message}", one_line=True))
         self.path = path
         self.message = message
 
 
 class SaveExistsError(SaveError):
     """The name is taken by another game's save; writing would clobber it."""
+
+
+class SaveConflictError(SaveError):
+    """The save file was written by another game (or process) since this game read or wrote
+    it: writing now would silently throw the other game's turns away, so nothing is written."""
 
 
 class SaveNameError(ValueError):
@@ -81,16 +97,25 @@ def check_save_name(name: str) -> str:
         SaveNameError: when it is empty, longer than a save may hold, or holds control
             characters (a newline in a name would forge a row of the ``saves`` listing).
     """
-    cleaned = name.strip()
+    # Lone surrogates (a player's undecodable bytes) become U+FFFD: a name must encode.
+    cleaned = valid_text(name).strip()
     if not cleaned:
         raise SaveNameError("a save name cannot be empty")
     if len(cleaned) > MAX_NAME_CHARS:
         raise SaveNameError(
             f"a save name is at most {MAX_NAME_CHARS} characters (this one has {len(cleaned)})"
         )
-    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in cleaned):
+    if any(_is_control(char) for char in cleaned):
         raise SaveNameError("a save name cannot hold control characters")
     return cleaned
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    # C0, DEL and C1 controls; line and paragraph separators; bidi overrides and isolates.
+    return (
+        code < 32 or 127 <= code < 160 or code in (0x2028, 0x2029) or 0x202A <= code <= 0x202E
+    ) or 0x2066 <= code <= 0x2069
 
 
 class SavedTurn(BaseModel):
@@ -139,6 +164,8 @@ class SaveGame(BaseModel):
     model: ModelInfo
     turns: list[SavedTurn]
     redo: list[SavedTurn] = Field(default_factory=list)
+    # The identity of the file this document was read from (see SaveSlot.of).
+    _source: FileSignature | None = PrivateAttr(default=None)
 
     @property
     def turn_count(self) -> int:
@@ -256,13 +283,6 @@ def new_session_from_save(
 # -- files ---------------------------------------------------------------------------------------
 
 
-def safe_filename(name: str) -> str:
-    """A file name (without suffix) made from a player's save name: letters, digits, ``-`` and
-    ``_`` only, so no separators, no ``..``, no hidden files; never empty."""
-    slug = re.sub(r"[^\w-]+", "-", name.strip(), flags=re.ASCII).strip("-_.").lower()
-    return slug[:64].rstrip("-_") or "save"
-
-
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """Serialize writers in every process using ``folder``."""
@@ -315,29 +335,17 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def load(path: Path) -> SaveGame:
-    """Read a save, migrating an older schema version.
+    """Read a save, migrating an older schema version, checked at the loading boundary
+    (:mod:`game.savecheck`): a regular file within MAX_SAVE_BYTES, bounded JSON, turns in
+    order, role markers neutralised, a known prompt format.
 
     Raises:
         SaveError: one line naming the file and what is wrong; the file is left untouched.
     """
     try:
-        size = path.stat().st_size
-        if size > MAX_SAVE_BYTES:
-            raise SaveError(path, f"the file is {size} bytes; a save is at most {MAX_SAVE_BYTES}")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SaveError(path, exc.strerror or str(exc)) from None
-    if not raw.strip():
-        raise SaveError(path, "the file is empty")
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SaveError(path, f"not UTF-8 text (bad byte at offset {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise SaveError(
-            path, f"not valid JSON, truncated or damaged ({exc.msg} at {where})"
-        ) from None
+        document, signature = read_save_document(path, MAX_SAVE_BYTES)
+    except BoundaryError as exc:
+        raise SaveError(path, str(exc)) from None
     if not isinstance(document, dict):
         raise SaveError(path, f"not a save: the top level is a {type(document).__name__}")
     version = document.get("schema_version")
@@ -357,9 +365,37 @@ def load(path: Path) -> SaveGame:
         version += 1
         document["schema_version"] = version
     try:
-        return SaveGame.model_validate(document)
+        save = SaveGame.model_validate(document)
     except ValidationError as exc:
         raise SaveError(path, f"not a valid save: {first_error(exc, 'save')}") from None
+    problem = _story_problem(save)
+    if problem:
+        raise SaveError(path, f"not a valid save: {problem}")
+    # A shared save must not forge turns: markers are neutralised as a player's text is.
+    for turn in (*save.turns, *save.redo):
+        turn.text = neutralize_all(turn.text)
+        turn.choices = [neutralize_all(choice) for choice in turn.choices]
+    save._source = signature
+    return save
+
+
+def _story_problem(save: SaveGame) -> str | None:
+    """As strict as a scenario: a known format (checked before any model loads) and turns that
+    alternate user, model, ... (else they would be saved back scrambled)."""
+    return (
+        format_problem(save.prompt_format)
+        or turn_order_problem([turn.role for turn in save.turns], "turns")
+        or turn_order_problem([turn.role for turn in save.redo], "redo")
+    )
+
+
+def _readable(path: Path) -> bool:
+    """Whether ``path`` holds a save that loads."""
+    try:
+        load(path)
+    except SaveError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -393,24 +429,52 @@ class SaveFolder:
         """
         given = Path(name_or_path).expanduser()
         for candidate in (given, self.folder / given, self.path_for(name_or_path)):
-            if candidate.is_file():
-                return candidate
+            with contextlib.suppress(OSError, ValueError):  # a name too long, a NUL byte
+                if candidate.is_file():
+                    return candidate
+        # A save whose file name came from another rule (an older game's, a cut long name).
+        with contextlib.suppress(SaveNameError):
+            wanted = check_save_name(name_or_path)
+            for entry in self.listing():
+                if entry.save is not None and entry.save.name == wanted:
+                    return entry.path
         raise SaveError(given, f"no such save (looked in {self.folder})")
 
-    def write(self, save: SaveGame, path: Path, *, overwrite: bool = False) -> None:
-        """Write ``save`` to ``path`` atomically.
+    def write(
+        self,
+        save: SaveGame,
+        path: Path,
+        *,
+        overwrite: bool = False,
+        expect: FileSignature | None = None,
+    ) -> FileSignature | None:
+        """Write ``save`` to ``path`` atomically; return the new file's signature.
+
+        Args:
+            expect: The signature ``path`` had when this game last read or wrote it. If the
+                file is there now with another signature, another game has written it since.
 
         Raises:
+            SaveConflictError: when ``expect`` is given and the file changed since (checked
+                under the folder's lock, so two writers cannot both pass): nothing is written.
             SaveExistsError: when ``path`` holds another game's save (or a file that is not a
                 save) and ``overwrite`` is False: nothing is clobbered without asking.
             SaveError: when the file cannot be written.
         """
-        data = (
-            json.dumps(save.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-        ).encode()
+        text = json.dumps(save.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        # Valid UTF-8 whatever the strings hold (a lone surrogate cannot be encoded).
+        data = valid_text(text).encode()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with _folder_lock(self.folder):
+                current = FileSignature.of_path(path) if expect is not None else None
+                if current is not None and current != expect and _readable(path):
+                    # (A damaged file is no one's save: it is replaced, and kept as .bak.)
+                    raise SaveConflictError(
+                        path,
+                        "another game saved here since this one loaded or saved it; nothing "
+                        "was written (save under a new name to keep this game)",
+                    )
                 if path.exists() and not overwrite:
                     try:
                         other = load(path).game_id
@@ -419,6 +483,7 @@ class SaveFolder:
                     if other != save.game_id:
                         raise SaveExistsError(path, "another save has this name")
                 write_atomic(path, data)
+                return FileSignature.of_path(path)
         except OSError as exc:
             raise SaveError(path, f"cannot write: {exc.strerror or exc}") from None
 
@@ -472,6 +537,9 @@ class SaveSlot:
         owned: The file this slot wrote last (or was loaded from): writing there again needs no
             look at what it holds, so an autosave never re-reads the whole save, and a save the
             game itself wrote never blocks it.
+        signature: The identity of ``owned`` as this slot last read or wrote it: a save finds
+            the file changed when another game wrote it since, and refuses
+            (:class:`SaveConflictError`) instead of overwriting that game's turns.
     """
 
     folder: SaveFolder
@@ -481,6 +549,7 @@ class SaveSlot:
     model: ModelInfo
     pack_id: str | None = None
     owned: Path | None = None
+    signature: FileSignature | None = None
 
     @classmethod
     def new(
@@ -503,6 +572,7 @@ class SaveSlot:
         slot = cls(folder, save.name, save.game_id, save.created_at, model, save.pack_id)
         if path is not None and path.parent.resolve() == folder.folder.resolve():
             slot.owned = path
+            slot.signature = save._source
         return slot
 
     @property
@@ -520,8 +590,10 @@ class SaveSlot:
             pack_id=self.pack_id,
         )
         path = self.path
-        self.folder.write(document, path, overwrite=overwrite or path == self.owned)
-        self.owned = path
+        own = path == self.owned
+        expect = self.signature if own and not overwrite else None
+        signature = self.folder.write(document, path, overwrite=overwrite or own, expect=expect)
+        self.owned, self.signature = path, signature
         return path
 
     def save_as(self, session: Session, name: str, *, overwrite: bool = False) -> Path:
@@ -534,12 +606,12 @@ class SaveSlot:
         name = check_save_name(name)
         if name == self.name:
             return self.save(session, overwrite=overwrite)
-        previous = self.name, self.owned
-        self.name, self.owned = name, None
+        previous = self.name, self.owned, self.signature
+        self.name, self.owned, self.signature = name, None, None
         try:
             return self.save(session, overwrite=overwrite)
         except SaveError:
-            self.name, self.owned = previous
+            self.name, self.owned, self.signature = previous
             raise
 
 

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     model_validator,
 )
@@ -58,9 +59,12 @@ class LoreEntry(BaseModel):
 
     Attributes:
         keys: Words or phrases that trigger the entry (whole words, any case).
+        secondary_keys: When given, one of these must appear too (as lorebooks' "selective"
+            entries work).
         text: What the model is told.
         priority: Higher goes in first when the lore budget is tight.
         constant: Always in the system prompt instead of triggered.
+        enabled: False keeps the entry in the file but out of every prompt.
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -68,9 +72,13 @@ class LoreEntry(BaseModel):
     keys: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
         default_factory=list, max_length=20
     )
+    secondary_keys: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
+        default_factory=list, max_length=20
+    )
     text: Annotated[SafeText, Field(min_length=1, max_length=4000)]
     priority: Annotated[int, Field(ge=-100, le=100)] = 0
     constant: bool = False
+    enabled: bool = True
 
     @model_validator(mode="after")
     def _needs_keys(self) -> LoreEntry:
@@ -79,12 +87,52 @@ class LoreEntry(BaseModel):
         return self
 
 
+class Intro(BaseModel):
+    """The story's first narration, written by the author and shown without generating.
+
+    It becomes the model's first turn (answering the scenario's ``opening``), so the model
+    continues from it in the same voice.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    text: Annotated[SafeText, Field(min_length=1, max_length=8000)]
+    choices: list[ShortText] = Field(default_factory=list, max_length=6)
+
+
+class Character(BaseModel):
+    """A character the model plays (what a character card holds).
+
+    Attributes:
+        name: The character's name.
+        description: Who they are: looks, history, situation.
+        personality: A short summary of their personality.
+        scenario: The circumstances the story starts in.
+        example_dialogue: Example lines that show how they speak.
+        post_history: Instructions that end the system prompt.
+        card: Fields of the character card this was imported from that the engine does not
+            use (creator notes, version, extensions ...); never sent to the model, written back
+            by ``export``.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: ShortText
+    description: LongText | None = None
+    personality: LongText | None = None
+    scenario: LongText | None = None
+    example_dialogue: LongText | None = None
+    post_history: LongText | None = None
+    card: dict[str, JsonValue] = Field(default_factory=dict)
+
+
 class Scenario(BaseModel):
     """One playable scenario.
 
-    Either ``setting`` and ``player`` (the engine writes the system prompt around them) or a
-    free-form ``system_prompt`` must be given. Either way the rendered prompt ends with the rule
-    that every reply ends with ``choices`` bulleted options.
+    Either ``setting`` and ``player`` (the engine writes the system prompt around them), a
+    ``character`` the model plays, or a free-form ``system_prompt`` must be given (a
+    ``system_prompt`` may come with a ``character``). Either way the rendered prompt ends with
+    the rule that every reply ends with ``choices`` bulleted options.
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -101,6 +149,9 @@ class Scenario(BaseModel):
     style: LongText | None = None
     system_prompt: LongText | None = None
     opening: Annotated[SafeText, Field(min_length=1, max_length=2000)] = "Start!"
+    intro: Intro | None = None
+    player_name: ShortText | None = None
+    character: Character | None = None
     choices: Annotated[int, Field(ge=2, le=6)] = 3
     choice_mode: Literal["guided", "free"] = "guided"
     sampling: Sampling = Field(default_factory=Sampling)
@@ -109,11 +160,15 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _check_prompt_source(self) -> Scenario:
-        if self.system_prompt is None and (self.setting is None or self.player is None):
-            raise ValueError("give either 'system_prompt', or both 'setting' and 'player'")
-        if self.system_prompt is not None and (self.setting or self.player or self.style):
+        written = self.system_prompt is not None or self.character is not None
+        if not written and (self.setting is None or self.player is None):
             raise ValueError(
-                "'system_prompt' replaces 'setting', 'player' and 'style'; use one way"
+                "give either 'system_prompt', 'character', or both 'setting' and 'player'"
+            )
+        if written and (self.setting or self.player or self.style):
+            raise ValueError(
+                "'system_prompt' and 'character' replace 'setting', 'player' and 'style'; "
+                "use one way"
             )
         return self
 
@@ -135,17 +190,51 @@ def choices_rule(count: int) -> str:
     )
 
 
+def _character_parts(scenario: Scenario, character: Character) -> list[str]:
+    name = character.name
+    player = scenario.player_name or "the player"
+    lead = scenario.system_prompt or (
+        f"This is an interactive story: {scenario.title}. You play {name} and narrate the "
+        f"scene around them; the user plays {player}. Never act or speak for {player}."
+    )
+    fields = [
+        (f"{name}", character.description),
+        (f"{name}'s personality", character.personality),
+        ("The scenario", character.scenario),
+    ]
+    return [lead, *(f"{label}: {text}" for label, text in fields if text)]
+
+
+def _player_name_line(scenario: Scenario) -> list[str]:
+    if scenario.player_name is None:
+        return []
+    return [f"The player's name is {scenario.player_name}."]
+
+
 def render_system_prompt(scenario: Scenario) -> str:
     """The system prompt a scenario becomes."""
     rule = choices_rule(scenario.choices)
-    constant = [entry.text for entry in scenario.lore if entry.constant]
+    constant = [entry.text for entry in scenario.lore if entry.constant and entry.enabled]
+    character = scenario.character
+    if character is not None:
+        example = character.example_dialogue
+        parts = [
+            *_character_parts(scenario, character),
+            *constant,
+            *([f"Example dialogue:\n{example}"] if example else []),
+            *_player_name_line(scenario),
+            *([character.post_history] if character.post_history else []),
+            rule,
+        ]
+        return "\n\n".join(parts)
     if scenario.system_prompt is not None:
-        return "\n\n".join([scenario.system_prompt, *constant, rule])
+        return "\n\n".join([scenario.system_prompt, *constant, *_player_name_line(scenario), rule])
     parts = [
         f"This is a text adventure game: {scenario.title}.",
         f"The world: {scenario.setting}",
         *constant,
         f"The player: {scenario.player}",
+        *_player_name_line(scenario),
         f"Narration: {scenario.style or DEFAULT_STYLE}",
         rule,
     ]

@@ -174,6 +174,22 @@ class Session:
                 f"the system prompt takes {len(self.system)} tokens, too many for a context of "
                 f"{backend.n_ctx} with {self.max_tokens} reserved for replies; raise n_ctx"
             )
+        # A written intro is the model's first turn, answering the opening: the story starts
+        # from it without generating, and the model goes on in its voice.
+        self.intro_turns = 0
+        if scenario.intro is not None:
+            self.exchanges.append(self._intro_exchange())
+            self.intro_turns = 1
+
+    def _intro_exchange(self) -> Exchange:
+        intro = self.scenario.intro
+        assert intro is not None
+        text = intro.text
+        if intro.choices:
+            text += "\n\n" + "\n".join(f"- {choice}" for choice in intro.choices)
+        player = make_segment(self.backend, self.format, "user", self.scenario.opening)
+        reply = reply_segment(self.backend, self.format, text, None)
+        return Exchange(player, reply, intro.text, list(intro.choices), window_start=0)
 
     @property
     def max_tokens(self) -> int:
@@ -379,9 +395,9 @@ class Session:
         """Take back the last exchange and return it; :meth:`redo` puts it back.
 
         The window goes back to where it was before that turn: exchanges a slide dropped come
-        back into the prompt when they fit again.
+        back into the prompt when they fit again. A written intro cannot be taken back.
         """
-        if not self.exchanges:
+        if len(self.exchanges) <= self.intro_turns:
             raise SessionError("there is no turn to undo")
         exchange = self.exchanges.pop()
         self.undone.append(exchange)
@@ -401,7 +417,7 @@ class Session:
     def retry(self, **kwargs: object) -> TurnResult:
         """Generate the last reply again for the same action; see :meth:`play`. The replaced
         reply is gone (not redoable); when the turn fails, for whatever reason, it stays."""
-        if not self.exchanges:
+        if len(self.exchanges) <= self.intro_turns:
             raise SessionError("there is no reply to retry")
         state = self.checkpoint()
         last = self.exchanges.pop()

@@ -15,8 +15,12 @@ from typing import Any
 
 import yaml
 
+from game.boundary import MAX_DEPTH, MAX_INT_DIGITS, BoundaryError, decode_utf8, read_regular
+from game.textsafety import for_terminal
+
 MAX_FILE_BYTES = 256 * 1024
 MAX_NODES = 50_000
+_INT_TAG = "tag:yaml.org,2002:int"
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+        # Keys, values and file names come from strangers: shown on one line, escapes visible,
+        # so a crafted key can neither forge a second problem line nor drive the terminal.
+        return for_terminal(f"{self.file}:{self.line}: {self.field}: {self.message}", one_line=True)
 
 
 class YamlLoadError(Exception):
@@ -95,7 +101,26 @@ def _check_nodes(path: str, root: yaml.Node) -> list[Problem]:
                 stack.extend((key_node, value_node))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+        elif node.tag == _INT_TAG and len(node.value) > MAX_INT_DIGITS:
+            line = node.start_mark.line + 1
+            message = f"a number of {len(node.value)} characters (the limit is {MAX_INT_DIGITS})"
+            return [Problem(path, line, "yaml", message)]
     return problems
+
+
+def _check_depth(text: str, path: str) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH before composing it: PyYAML's parser
+    is a state machine, but its composer recurses once per level."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                message = f"nested more than {MAX_DEPTH} levels deep"
+                raise YamlLoadError([Problem(path, line, "yaml", message)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def parse_yaml(text: str, path: str) -> YamlDocument:
@@ -106,6 +131,7 @@ def parse_yaml(text: str, path: str) -> YamlDocument:
             unsafe tags, or too many values.
     """
     try:
+        _check_depth(text, path)
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -129,32 +155,31 @@ def parse_yaml(text: str, path: str) -> YamlDocument:
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise YamlLoadError([Problem(path, line, "yaml", exc.problem or str(exc))]) from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # A value the resolver accepted but Python cannot build (a timestamp of month 13).
+        message = f"a value that cannot be read: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        raise YamlLoadError([Problem(path, 1, "yaml", message)]) from None
     finally:
         loader.dispose()
     return YamlDocument(path, data, root)
 
 
 def read_text(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> str:
-    """Read a file as UTF-8 text within a size limit.
+    """Read a regular file as UTF-8 text within a size limit (see :mod:`game.boundary`).
 
     Raises:
-        YamlLoadError: when the file is missing, too large, or not UTF-8.
+        YamlLoadError: when the file is missing, not a regular file (a FIFO, a device, a
+            folder), larger than the limit, or not UTF-8.
     """
     name = str(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            message = f"the file is {size} bytes; the limit is {max_bytes}"
-            raise YamlLoadError([Problem(name, 1, "file", message)])
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise YamlLoadError([Problem(name, 1, "file", exc.strerror or str(exc))]) from None
+        raw = read_regular(path, max_bytes)
+    except BoundaryError as exc:
+        raise YamlLoadError([Problem(name, 1, "file", str(exc))]) from None
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        message = f"not UTF-8 text (bad byte 0x{raw[exc.start]:02x} at offset {exc.start})"
-        raise YamlLoadError([Problem(name, line, "file", message)]) from None
+        return decode_utf8(raw)
+    except BoundaryError as exc:
+        raise YamlLoadError([Problem(name, exc.line, "file", str(exc))]) from None
 
 
 def load_yaml_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> YamlDocument:

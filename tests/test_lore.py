@@ -163,3 +163,17 @@ def test_a_lore_turn_on_the_real_model_evaluates_only_the_lore_and_the_turn():
     )
     assert after.stats.evaluated_tokens == again + turn_tokens + carried
     backend.close()
+
+
+def test_secondary_keys_must_appear_too():
+    entry = LoreEntry(keys=["boat"], secondary_keys=["night", "landing"], text="Gone.")
+    assert lore.triggered([entry], "the boat at noon") == []
+    assert lore.triggered([entry], "the boat at the landing") == [entry]
+
+
+def test_disabled_entries_never_fire_nor_sit_in_the_system_prompt():
+    off = LoreEntry(keys=["boat"], text="Off.", enabled=False)
+    always_off = LoreEntry(constant=True, text="Never said.", enabled=False)
+    assert lore.triggered([off], "the boat") == []
+    prompt = render_system_prompt(make_scenario(lore=[always_off.model_dump()]))
+    assert "Never said." not in prompt

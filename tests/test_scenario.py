@@ -69,7 +69,7 @@ def test_every_problem_is_reported(tmp_path):
 def test_setting_or_system_prompt_required(tmp_path):
     text = GOOD.replace("setting: A dark cave.\n", "")
     assert problems(tmp_path, text) == [
-        "F:1: scenario: give either 'system_prompt', or both 'setting' and 'player'"
+        "F:1: scenario: give either 'system_prompt', 'character', or both 'setting' and 'player'"
     ]
 
 

@@ -200,6 +200,8 @@ class AdventureApp(App[None]):
     async def action_quit(self) -> None:
         """Quit: every game stops its reply, saves what was written, and lets its model go."""
         games, self._games = list(self._games), set()
+        if any(game.busy for game in games):
+            self.notify("Stopping the reply and saving the game…")
         if games:
             await asyncio.gather(*(asyncio.to_thread(self._close, game) for game in games))
         await self.workers.wait_for_complete()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
 from game.saves import SaveFolder
+from game.textsafety import for_terminal
 
 
 class LoadScreen(Screen[None]):
@@ -48,12 +50,14 @@ class LoadScreen(Screen[None]):
         table.add_columns("name", "scenario", "turns", "last played")
         for entry in self.saves.listing():
             if entry.save is None:
-                table.add_row(entry.path.name, f"unreadable: {entry.problem}", "", "", key=None)
+                table.add_row(
+                    _text(entry.path.name), _text(f"unreadable: {entry.problem}"), "", "", key=None
+                )
                 continue
             played = entry.save.updated_at.astimezone().strftime("%Y-%m-%d %H:%M")
             table.add_row(
-                entry.save.name,
-                entry.save.scenario.title,
+                _text(entry.save.name),
+                _text(entry.save.scenario.title),
                 str(entry.save.turn_count),
                 played,
                 key=str(entry.path),
@@ -68,3 +72,8 @@ class LoadScreen(Screen[None]):
             self.notify("That save cannot be read.", severity="error")
             return
         self.post_message(self.SaveChosen(Path(event.row_key.value)))
+
+
+def _text(value: str) -> Text:
+    """A cell from a save file: plain text (never Rich markup), escapes visible (issue 11)."""
+    return Text(for_terminal(value, one_line=True))

@@ -12,7 +12,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, OptionList
 from textual.widgets.option_list import Option
 
-from game.catalog import ScenarioEntry
+from game.catalog import ScenarioEntry, user_packs_dir
+from game.imports.library import import_path, pickup, with_new_scenarios
+from game.textsafety import for_terminal
 
 
 def _matches(entry: ScenarioEntry, query: str) -> bool:
@@ -26,11 +28,13 @@ def _matches(entry: ScenarioEntry, query: str) -> bool:
 def _label(entry: ScenarioEntry) -> Text:
     scenario = entry.scenario
     text = Text()
-    text.append(scenario.title, style="bold")
-    text.append(f"  ({entry.pack_title})", style="dim")
+    # Pack text is shown with its escapes visible (issue 11).
+    text.append(for_terminal(scenario.title, one_line=True), style="bold")
+    text.append(for_terminal(f"  ({entry.pack_title})", one_line=True), style="dim")
     if scenario.tags:
-        text.append("  " + " ".join(f"#{tag}" for tag in scenario.tags), style="italic")
-    text.append(f"\n{scenario.description}\n")
+        tags = for_terminal("  " + " ".join(f"#{tag}" for tag in scenario.tags), one_line=True)
+        text.append(tags, style="italic")
+    text.append(f"\n{for_terminal(scenario.description)}\n")
     return text
 
 
@@ -86,7 +90,10 @@ class StartScreen(Screen[None]):
             yield Button("Continue", id="continue", variant="primary")
             yield Button("Load…", id="load")
             yield Button("Settings", id="settings")
-        yield Input(placeholder="Filter scenarios by title, pack, tag…", id="filter")
+        yield Input(
+            placeholder="Filter scenarios by title, pack, tag…",
+            id="filter",
+        )
         yield OptionList(id="scenarios")
         yield Footer()
 
@@ -97,10 +104,23 @@ class StartScreen(Screen[None]):
         if self.continue_name is None:
             button.display = False
         else:
-            button.label = f"Continue: {self.continue_name}"
+            # A Text, not a string: a save name is never read as Rich markup (issue 11).
+            button.label = Text(f"Continue: {for_terminal(self.continue_name, one_line=True)}")
         self._fill("")
         # Typing narrows the list at once; Enter starts the highlighted scenario.
         self.query_one("#filter", Input).focus()
+        self._imported(pickup(user_packs_dir()))
+
+    def _imported(self, notices: list[str]) -> None:
+        """Show what an import did; offer the scenarios it added (here and in the app)."""
+        for notice in notices:
+            failed = notice.startswith("Could not")
+            self.notify(notice, severity="error" if failed else "information", timeout=10)
+        if any(not notice.startswith("Could not") for notice in notices):
+            self.entries = with_new_scenarios(self.entries)
+            if hasattr(self.app, "entries"):
+                self.app.entries = self.entries
+            self._fill(self.query_one("#filter", Input).value)
 
     def _fill(self, query: str) -> None:
         options = self.query_one("#scenarios", OptionList)
@@ -116,7 +136,13 @@ class StartScreen(Screen[None]):
         self._fill(event.value)
 
     @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
+    def _filter_done(self, event: Input.Submitted) -> None:
+        # A path to a card, lorebook or story typed (or pasted) here is imported.
+        notice = import_path(event.value)
+        if notice is not None:
+            event.input.value = ""
+            self._imported([notice])
+            return
         options = self.query_one("#scenarios", OptionList)
         if options.highlighted is None:
             self.notify("No scenario matches the filter.", severity="warning")
