@@ -14,16 +14,21 @@ from dataclasses import dataclass, field
 MIN_CHOICES = 2
 MAX_CHOICES = 6
 
-# One list item: a bullet, "1." / "1)" / "(1)", or "a)" / "a." / "(a)", then the item's text.
+# One list item, in the forms LLaMA-family chat models (Metharme, Pygmalion-2, LLaMA-2-chat)
+# write: a bullet ("-", "*", "•", "+", "> "), "1." / "1)" / "(1)" / "[1]" / "1:" / "1 -" /
+# "1️⃣", "a)" / "A." / "(a)" / "A:", any of them after "Option" or "Choice" ("Option 2: ...",
+# "Choice B - ..."), and the label possibly in bold ("**Option 1:** ..."); then the item's text.
 _ITEM = re.compile(
-    r"""^[ \t]*
+    r"""^[ \t]*(?:\*\*|__)?
     (?:
-        (?P<bullet>[•\-*–—·●▪◦‣])
-      | \(?(?P<number>\d{1,2})[.)]
-      | \(?(?P<letter>[A-Ha-h])[.)]
+        (?P<bullet>[•\-*–—·●▪◦‣+>])
+      | (?:(?:option|choice)[ \t]*)?[(\[]?(?P<number>\d{1,2})
+        (?:\ufe0f?\u20e3|[.):\]]|[ \t]+[-–—])
+      | (?:(?:option|choice)[ \t]*)?[(\[]?(?P<letter>[A-Ha-h])(?:[.):\]]|[ \t]+[-–—])
     )
+    (?:\*\*|__)?
     [ \t]+(?P<text>\S.*)$""",
-    re.VERBOSE,
+    re.VERBOSE | re.IGNORECASE,
 )
 # Emphasis markup that models wrap options in: **bold**, __bold__, *italic*, _italic_, `code`.
 _EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(?=\S)(.+?)(?<=\S)\1")

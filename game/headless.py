@@ -14,6 +14,7 @@ from game.backends.base import BackendError
 from game.choices import resolve_action
 from game.controller import GameBusyError, GameController, TurnOutcome
 from game.progress import ReadingProgress
+from game.runtime import format_status
 from game.saves import SaveError, SaveNameError
 from game.session import SessionError
 
@@ -208,6 +209,9 @@ class HeadlessGame:
         """Play until the input ends or the player quits; return the exit status."""
         game = self.game
         scenario = game.session.scenario
+        # What a status line would say: the model and the prompt format in use, and why.
+        fmt = format_status(game.session.format, game.session.backend)
+        print(f"({game.session.backend.name}, prompt format {fmt})", file=self.err, flush=True)
         if not self.json_mode:
             print(f"{scenario.title}\n{scenario.description}\n", file=self.out)
         self._notices()

@@ -61,6 +61,22 @@ class PromptFormat:
             role
         ]
 
+    @property
+    def lead(self) -> str:
+        """The text every role prefix starts with (``<|`` for Metharme).
+
+        Where markers are plain text to the tokenizer, the end of one segment's text merges with
+        the start of the next marker (LLaMA's vocabulary writes ``door.<|model|>`` as ``door``
+        ``.<`` ``|`` ...). A segment's tokens then cover its text *and* this lead, which is the
+        same whatever segment follows, so that each segment's tokens are those of the whole
+        prompt over its span and still never depend on their neighbours.
+        """
+        first, *others = (self.system_prefix, self.user_prefix, self.model_prefix)
+        size = 0
+        while size < len(first) and all(other[size : size + 1] == first[size] for other in others):
+            size += 1
+        return first[:size]
+
 
 METHARME = PromptFormat(
     name="metharme",
@@ -70,7 +86,9 @@ METHARME = PromptFormat(
     user_suffix="",
     model_prefix="<|model|>",
     model_suffix="",
-    stop=("<|user|>", "<|system|>", "<|model|>"),
+    # Some GGUF conversions of Metharme / Pygmalion write the end of a reply as the text
+    # "</s>" instead of the EOS token: it ends the reply too and is never shown.
+    stop=("<|user|>", "<|system|>", "<|model|>", "</s>"),
     markers=("<|system|>", "<|user|>", "<|model|>"),
 )
 
@@ -119,6 +137,27 @@ def format_for_chat_template(template: str | None) -> str | None:
     if "<|model|>" in template and "<|user|>" in template:
         return METHARME.name
     return None
+
+
+def detect_format(template: str | None, vocabulary: str | None) -> tuple[str, str]:
+    """The format a model file calls for, and why, for the log and the status line.
+
+    Args:
+        template: The GGUF's ``tokenizer.chat_template``, or None.
+        vocabulary: The GGUF's tokenizer model (``llama`` for SentencePiece, ``gpt2`` for BPE),
+            or None when not known.
+
+    Returns:
+        ``(format name, reason)``. A file with no template (or one of no known format) whose
+        vocabulary is LLaMA's is a LLaMA fine-tune such as Metharme 7B or Pygmalion-2: Metharme.
+    """
+    guessed = format_for_chat_template(template)
+    if guessed:
+        return guessed, "chat template"
+    llama = vocabulary == "llama"
+    if not template:
+        return METHARME.name, "no chat template, LLaMA vocabulary" if llama else "default"
+    return METHARME.name, "unknown chat template" + (", LLaMA vocabulary" if llama else "")
 
 
 def neutralize(text: str, fmt: PromptFormat) -> str:

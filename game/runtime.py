@@ -8,7 +8,7 @@ from game.backends.base import Backend
 from game.config import Settings, resolve_model_path
 from game.kvstore import KvStore
 from game.kvstore import default_folder as default_kv_folder
-from game.prompt import DEFAULT_FORMAT, PromptFormat, format_for_chat_template, get_format
+from game.prompt import PromptFormat, detect_format, get_format
 from game.scenario import Scenario
 from game.session import Session
 
@@ -44,14 +44,26 @@ def kv_store_for(settings: Settings) -> KvStore | None:
     return KvStore(default_kv_folder(), settings.kv_store_mb * 1024 * 1024)
 
 
+def _detected(backend: Backend) -> tuple[str, str]:
+    # Only the llama.cpp backend knows its vocabulary; the others answer None.
+    return detect_format(backend.chat_template, getattr(backend, "vocabulary", None))
+
+
 def choose_format(settings: Settings, backend: Backend) -> PromptFormat:
-    """The player's format if set, else the one the model's chat template names, else Metharme."""
+    """The player's format if set, else the one the model's chat template names, else Metharme
+    (a LLaMA-vocabulary model without a template is taken to be Metharme or Pygmalion-2)."""
     if settings.prompt_format:
         return get_format(settings.prompt_format)
-    guessed = format_for_chat_template(backend.chat_template)
-    fmt = get_format(guessed or DEFAULT_FORMAT)
-    log.info("prompt format %s (%s)", fmt.name, "from chat template" if guessed else "default")
-    return fmt
+    name, why = _detected(backend)
+    log.info("prompt format %s (%s)", name, why)
+    return get_format(name)
+
+
+def format_status(fmt: PromptFormat, backend: Backend) -> str:
+    """The format in use and why, for status lines: ``metharme (no chat template, LLaMA
+    vocabulary)``; a format that is not the detected one was set by the player or the save."""
+    name, why = _detected(backend)
+    return f"{fmt.name} ({why})" if name == fmt.name else f"{fmt.name} (set)"
 
 
 def new_session(settings: Settings, scenario: Scenario, backend: Backend) -> Session:

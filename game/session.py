@@ -32,6 +32,7 @@ from game.transcript import (
     cut_to_tokens,
     fit_window,
     make_segment,
+    open_model_tokens,
     reply_segment,
     tokenize_pieces,
     tokens_for_prefix,
@@ -159,9 +160,11 @@ class Session:
             log.warning("%s cannot follow a grammar: choices are parsed freely", backend.name)
             self.choice_mode = "free"
         self.system_prompt = render_system_prompt(scenario)
-        system_tokens = backend.bos() + tokenize_pieces(backend, fmt, "system", self.system_prompt)
+        system_tokens = backend.bos() + tokenize_pieces(
+            backend, fmt, "system", self.system_prompt, at_start=True
+        )
         self.system = Segment("system", self.system_prompt, tuple(system_tokens))
-        self._model_open = tuple(backend.tokenize(fmt.model_prefix, special=True))
+        self._model_open = tuple(open_model_tokens(backend, fmt))
         self.exchanges: list[Exchange] = []
         # Exchanges taken back by undo, newest last; redo puts them back, a new turn clears them.
         self.undone: list[Exchange] = []

@@ -12,17 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from game.prompt import PromptFormat, Role, segment_pieces
+from game.prompt import PromptFormat, Role, neutralize, segment_pieces
 
 
 class Tokenizer(Protocol):
     """What the transcript needs from a model: text to token ids and back."""
 
-    def tokenize(self, text: str, *, special: bool) -> list[int]:
+    def tokenize(self, text: str, *, special: bool, at_start: bool = False) -> list[int]:
         """Token ids of ``text`` as it continues a prompt (no BOS, no added leading space).
 
         ``special`` lets marker text such as ``<|im_start|>`` become the model's special token;
-        content is always tokenized with it off.
+        content is always tokenized with it off. ``at_start`` tokenizes ``text`` as the start
+        of a prompt instead (after the BOS, where a SentencePiece vocabulary adds its leading
+        space).
         """
         ...
 
@@ -75,19 +77,112 @@ class Exchange:
         return len(self.player) + len(self.reply)
 
 
+def seam_lead(tokenizer: Tokenizer, fmt: PromptFormat) -> str:
+    """The text each segment's tokens end with, or "" when segments never merge.
+
+    Where the format's markers are special tokens (ChatML on SmolLM2), content and markers are
+    tokenized apart and nothing crosses a seam. Where they are plain text (Metharme on LLaMA's
+    vocabulary), the end of a segment merges with the next marker (``door.<`` is one token),
+    so a segment is tokenized together with the start every marker shares (``<|``): its tokens
+    are then exactly those of the whole rendered prompt over its span, whatever follows it.
+    """
+    lead = fmt.lead
+    if not lead:
+        return ""
+    for marker in fmt.markers:
+        if tokenizer.tokenize(marker, special=True) != tokenizer.tokenize(marker, special=False):
+            return ""
+    return lead
+
+
 def tokenize_pieces(
-    tokenizer: Tokenizer, fmt: PromptFormat, role: Role, text: str, *, closed: bool = True
+    tokenizer: Tokenizer,
+    fmt: PromptFormat,
+    role: Role,
+    text: str,
+    *,
+    closed: bool = True,
+    at_start: bool = False,
 ) -> list[int]:
-    """Token ids of one segment, markers tokenized as special tokens and content as plain text."""
-    tokens: list[int] = []
-    for piece in segment_pieces(fmt, role, text, closed=closed):
-        tokens.extend(tokenizer.tokenize(piece.text, special=piece.is_marker))
-    return tokens
+    """Token ids of one segment.
+
+    Markers that are special tokens are tokenized as such and content as plain text, piece by
+    piece. Markers that are plain text are tokenized with the content as one text, and a closed
+    segment takes the next marker's :func:`seam_lead` with it (see there); its own prefix then
+    starts after the lead, which the segment before it holds, unless it opens the prompt
+    (``at_start``).
+    """
+    lead = seam_lead(tokenizer, fmt)
+    if not lead:
+        tokens: list[int] = []
+        for index, piece in enumerate(segment_pieces(fmt, role, text, closed=closed)):
+            first = at_start and index == 0
+            tokens.extend(tokenizer.tokenize(piece.text, special=piece.is_marker, at_start=first))
+        return tokens
+    prefix = fmt.prefix(role)
+    whole = (prefix if at_start else prefix[len(lead) :]) + neutralize(text, fmt)
+    if closed:
+        whole += fmt.suffix(role) + lead
+    return tokenizer.tokenize(whole, special=False, at_start=at_start)
+
+
+def open_model_tokens(tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
+    """Tokens of the model's open prefix, which ends every prompt (after the lead that the
+    segment before it holds, where segments merge)."""
+    return tokenize_pieces(tokenizer, fmt, "model", "", closed=False)
+
+
+def closing_tokens(tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
+    """The tokens a finished model segment closes with, on their own: its suffix, and the next
+    marker's lead where segments merge (what a reply costs the next prompt beyond the model's
+    own tokens; the seam may merge one of the reply's tokens with them)."""
+    lead = seam_lead(tokenizer, fmt)
+    if lead:
+        return tokenizer.tokenize(fmt.model_suffix + lead, special=False)
+    return tokenizer.tokenize(fmt.model_suffix, special=True) if fmt.model_suffix else []
 
 
 def make_segment(tokenizer: Tokenizer, fmt: PromptFormat, role: Role, text: str) -> Segment:
     """A closed segment of ``role`` holding ``text``."""
     return Segment(role, text, tuple(tokenize_pieces(tokenizer, fmt, role, text)))
+
+
+# How many of a reply's last tokens (the model's, and the tokenizer's) are searched for a place
+# where the two split the text alike.
+SEAM_REACH = 16
+
+
+def _boundaries(tokenizer: Tokenizer, text: str, tokens: Sequence[int]) -> dict[int, int]:
+    """Where the last :data:`SEAM_REACH` tokens of ``tokens`` (which spell ``text``) start:
+    character offset -> token index. An offset inside a character (a byte token) is left out."""
+    found: dict[int, int] = {}
+    for index in range(len(tokens), max(len(tokens) - SEAM_REACH, 0) - 1, -1):
+        head = tokenizer.detokenize(tokens[:index])
+        if text.startswith(head):
+            found.setdefault(len(head), index)
+    return found
+
+
+def close_reply(tokenizer: Tokenizer, text: str, body: Sequence[int], closing: str) -> list[int]:
+    """The reply's tokens followed by ``closing`` (its suffix and the next marker's lead), with
+    the seam between them tokenized as the whole prompt's text would be.
+
+    The reply and ``closing`` are tokenized together; the model's own tokens are kept up to the
+    last place where they and that tokenization split the text alike, and the tokenization
+    follows from there (``door.`` then ``<|`` becomes ``door`` ``.<`` ``|``). The marker's
+    tokens are then exactly those the text gives, and the seam costs what changed: one token
+    as a rule, more where the model split its last word otherwise than the tokenizer does.
+    """
+    if not closing:
+        return list(body)
+    whole = tokenizer.tokenize(text + closing, special=False)
+    ours = _boundaries(tokenizer, text, body)
+    theirs = _boundaries(tokenizer, text + closing, whole)
+    common = [offset for offset in ours if offset in theirs and offset <= len(text)]
+    if not common:
+        return whole  # no shared split within reach: the reply is tokenized again in full
+    offset = max(common)
+    return list(body[: ours[offset]]) + whole[theirs[offset] :]
 
 
 def reply_segment(
@@ -102,11 +197,14 @@ def reply_segment(
         generated: The ids the model produced for exactly ``text``, or None to tokenize ``text``
             (after a stop string was trimmed, or when a save is loaded).
     """
-    prefix = tokenizer.tokenize(fmt.model_prefix, special=True)
+    prefix = open_model_tokens(tokenizer, fmt)
     if generated is None:
         body = tokenizer.tokenize(text, special=False) if text else []
     else:
         body = list(generated)
+    lead = seam_lead(tokenizer, fmt)
+    if lead:
+        return Segment("model", text, tuple(prefix + close_reply(tokenizer, text, body, lead)))
     suffix = tokenizer.tokenize(fmt.model_suffix, special=True) if fmt.model_suffix else []
     return Segment("model", text, tuple(prefix + body + suffix))
 

@@ -1,13 +1,14 @@
-"""Shared fixtures: the scripted backend and a session on it."""
+"""Shared fixtures: the scripted backend and a session on it; the two real models."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from game.backends.scripted import ScriptedBackend
-from game.prompt import METHARME
+from game.prompt import CHATML, METHARME, PromptFormat
 from game.scenario import Scenario
 from game.session import Session
 from tests.factories import REPLY, make_scenario
@@ -46,3 +47,32 @@ def backend() -> ScriptedBackend:
 @pytest.fixture
 def session(scenario: Scenario, backend: ScriptedBackend) -> Session:
     return Session(scenario, backend, METHARME, seed=1)
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """A GGUF the real-model tests run on, with the format its family uses."""
+
+    id: str
+    path: Path
+    fmt: PromptFormat
+
+
+@pytest.fixture(scope="session")
+def llama_spm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight LLaMA model with LLaMA-1/2's SentencePiece vocabulary (Metharme's),
+    written once per test session (see tests/tiny_llama.py)."""
+    from tests.tiny_llama import build
+
+    return build(tmp_path_factory.mktemp("tiny-llama") / "tiny-llama-spm.gguf")
+
+
+@pytest.fixture(scope="session", params=["smollm2", "llama-spm"])
+def real_model(request: pytest.FixtureRequest) -> RealModel:
+    """Each real model in turn: the embedded SmolLM2 (GPT-2 BPE, ChatML special tokens) and the
+    tiny LLaMA-vocabulary model (SentencePiece, Metharme markers as plain text)."""
+    if request.param == "smollm2":
+        from game.config import embedded_model_path
+
+        return RealModel("smollm2", Path(embedded_model_path()), CHATML)
+    return RealModel("llama-spm", request.getfixturevalue("llama_spm_path"), METHARME)

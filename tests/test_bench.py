@@ -13,12 +13,14 @@ from game.cli import main
 pytestmark = pytest.mark.model
 
 
-def test_bench_choices_short_mode(tmp_path, capsys):
+def test_bench_choices_short_mode(tmp_path, capsys, real_model):
     args = [
         "--log-file",
         str(tmp_path / "log"),
         "bench",
         "choices",
+        "--model",
+        str(real_model.path),
         "--turns",
         "1",
         "--max-tokens",
@@ -41,12 +43,14 @@ def test_bench_choices_short_mode(tmp_path, capsys):
     assert "same prompts (each scenario" in table
 
 
-def test_bench_context_short_mode(tmp_path, capsys):
+def test_bench_context_short_mode(tmp_path, capsys, real_model):
     args = [
         "--log-file",
         str(tmp_path / "log"),
         "bench",
         "context",
+        "--model",
+        str(real_model.path),
         "--turns",
         "8",
         "--n-ctx",
@@ -67,6 +71,7 @@ def test_bench_context_short_mode(tmp_path, capsys):
         "wall_c_over_b",
     }
     assert len(result["per_turn"]["c"]) == 8
+    assert result["format"] == real_model.fmt.name
     table = context.render(result)
     assert "(c) shift: context shift + hysteresis" in table and "targets for (c):" in table
 

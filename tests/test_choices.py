@@ -188,3 +188,35 @@ def test_options_round_trip(options):
 )
 def test_resolve_action(typed, expected):
     assert resolve_action(typed, ["Go", "Run", "Hide"]) == expected
+
+
+# The list forms LLaMA-family chat models write (Metharme, Pygmalion-2, LLaMA-2-chat) beyond
+# "-", "*" and "1.": labelled options, bold labels, keycaps, brackets, colons, dashes, "> ".
+LLAMA_FAMILY_BLOCKS = {
+    "option-number": "Option 1: Go north.\nOption 2: Go south.\nOption 3: Wait.",
+    "bold-option-letter": "**Option A:** Go north.\n**Option B:** Go south.\n**Option C:** Wait.",
+    "choice-dash": "Choice 1 - Go north.\nChoice 2 - Go south.\nChoice 3 - Wait.",
+    "keycap": "1️⃣ Go north.\n2️⃣ Go south.\n3️⃣ Wait.",
+    "brackets": "[1] Go north.\n[2] Go south.\n[3] Wait.",
+    "number-colon": "1: Go north.\n2: Go south.\n3: Wait.",
+    "number-dash": "1 - Go north.\n2 - Go south.\n3 - Wait.",
+    "letter-colon": "A: Go north.\nB: Go south.\nC: Wait.",
+    "prompt": "> Go north.\n> Go south.\n> Wait.",
+    "plus": "+ Go north.\n+ Go south.\n+ Wait.",
+}
+
+
+@pytest.mark.parametrize("block", LLAMA_FAMILY_BLOCKS.values(), ids=LLAMA_FAMILY_BLOCKS.keys())
+def test_llama_family_option_forms_are_read(block):
+    parsed = parse_reply(f"The hall is dark.\n\nWhat do you do?\n\n{block}")
+    assert parsed.choices == ["Go north.", "Go south.", "Wait."]
+    assert parsed.narrative.startswith("The hall is dark.")
+    assert "Go north" not in parsed.narrative
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["It was 1 - 0 at half time.\nA sad day.", "Option 1 is gone.\nOption 2 too.", "> Quote."],
+)
+def test_prose_that_looks_a_little_like_a_list_is_narrative(text):
+    assert parse_reply(text).choices == []

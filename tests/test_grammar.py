@@ -12,8 +12,8 @@ from game.backends.llamacpp import LlamaCppBackend
 from game.choices import distinct_count, parse_reply
 from game.config import embedded_model_path
 from game.grammar import options_grammar, reply_grammar
-from game.prompt import CHATML
 from game.session import Session
+from game.transcript import closing_tokens, open_model_tokens
 from tests.factories import make_scenario
 
 pytestmark = pytest.mark.model
@@ -88,12 +88,20 @@ def test_option_count_follows_the_scenario(model):
     assert not accepts(model, options_grammar(3), "- Left.\n- Right.")
 
 
+@pytest.fixture(scope="module")
+def each_model(real_model) -> tuple[LlamaCppBackend, object]:
+    backend = LlamaCppBackend(real_model.path, n_ctx=1024, seed=1)
+    yield backend, real_model.fmt
+    backend.close()
+
+
 @pytest.mark.parametrize("scenario_id", ["haunted", "space", "noir"])
-def test_guided_replies_on_the_embedded_model_end_with_distinct_options(model, scenario_id):
+def test_guided_replies_on_the_real_models_end_with_distinct_options(each_model, scenario_id):
+    model, fmt = each_model
     scenario = make_scenario(
         id=scenario_id, setting=f"A {scenario_id} story.", sampling={"max_tokens": 200}
     )
-    session = Session(scenario, model, CHATML, seed=13)
+    session = Session(scenario, model, fmt, seed=13)
     for action in ("Start!", "I look around carefully.", "1"):
         from game.choices import resolve_action
 
@@ -101,4 +109,6 @@ def test_guided_replies_on_the_embedded_model_end_with_distinct_options(model, s
         assert len(result.choices) == 3, session.exchanges[-1].reply.text
         assert distinct_count(result.choices) == 3
         assert parse_reply(session.exchanges[-1].reply.text).choices == result.choices
-        assert len(session.exchanges[-1].reply) <= 200 + 4
+        # The reply as kept, with its opening and closing markers' tokens.
+        markers = len(open_model_tokens(model, fmt)) + len(closing_tokens(model, fmt)) + 1
+        assert len(session.exchanges[-1].reply) <= 200 + markers

@@ -46,7 +46,8 @@ def test_missing_block_is_written_by_continuing_the_narrative():
     assert option_call.evaluated <= 3
     reply = session.exchanges[-1].reply
     assert reply.text == "The gate creaks. A crow watches.\n\n- Open it.\n- Climb over.\n- Leave."
-    assert backend.detokenize(reply.tokens) == "<|model|>" + reply.text
+    # Metharme's markers are text: the reply's tokens end with the next marker's lead.
+    assert backend.detokenize(reply.tokens) == "model|>" + reply.text + "<|"
 
 
 def test_a_partial_block_keeps_its_complete_options():

@@ -1,4 +1,5 @@
-"""The real llama.cpp backend on the embedded SmolLM2 model."""
+"""The real llama.cpp backend: on the embedded SmolLM2 model, and (where prompts, windows,
+shifts and saves are concerned) on the tiny LLaMA-vocabulary model in the Metharme format too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from game.backends.llamacpp import LlamaCppBackend
 from game.config import embedded_model_path
 from game.prompt import CHATML, METHARME, render
 from game.session import DEFAULT_SAMPLING, Session
-from game.transcript import tokenize_pieces
+from game.transcript import closing_tokens, open_model_tokens, tokenize_pieces
 from tests.factories import make_scenario
 
 pytestmark = pytest.mark.model
@@ -23,6 +24,14 @@ GREEDY = DEFAULT_SAMPLING.model_copy(update={"temperature": 0.0})
 @pytest.fixture(scope="module")
 def model() -> LlamaCppBackend:
     return LlamaCppBackend(embedded_model_path(), n_ctx=1024, seed=1)
+
+
+@pytest.fixture(scope="module")
+def each_model(real_model) -> tuple[LlamaCppBackend, object]:
+    """Each real model (SmolLM2 with ChatML, the LLaMA-vocabulary one with Metharme)."""
+    backend = LlamaCppBackend(real_model.path, n_ctx=1024, seed=1)
+    yield backend, real_model.fmt
+    backend.close()
 
 
 def test_embedded_model_is_chatml_and_knows_its_size(model):
@@ -38,10 +47,10 @@ def test_segment_tokens_spell_the_rendered_prompt(model, fmt):
         ("model", "A door.\n\n- Open it.\n- Knock."),
         ("user", "Open it."),
     ]
-    tokens = tokenize_pieces(model, fmt, "system", "You narrate.")
+    tokens = tokenize_pieces(model, fmt, "system", "You narrate.", at_start=True)
     for role, text in turns:
         tokens += tokenize_pieces(model, fmt, role, text)
-    tokens += model.tokenize(fmt.model_prefix, special=True)
+    tokens += open_model_tokens(model, fmt)
     assert model.detokenize(tokens) == render(fmt.name, "You narrate.", turns)
 
 
@@ -50,9 +59,10 @@ def test_chatml_markers_are_special_tokens_but_player_text_is_not(model):
     assert len(model.tokenize("<|im_start|>", special=False)) > 1
 
 
-def test_greedy_generation_is_reproducible_and_counts_tokens(model):
+def test_greedy_generation_is_reproducible_and_counts_tokens(each_model):
+    model, fmt = each_model
     scenario = make_scenario(sampling={"max_tokens": 24, "temperature": 0.0}, choice_mode="free")
-    session = Session(scenario, model, CHATML)
+    session = Session(scenario, model, fmt)
     first = session.play("Start!")
     text_one = session.exchanges[-1].reply.text
     again = session.retry()
@@ -64,23 +74,27 @@ def test_greedy_generation_is_reproducible_and_counts_tokens(model):
     assert 0 <= first.stats.evaluated_tokens - first.stats.prompt_tokens <= 6 * first.option_passes
 
 
-def test_second_turn_evaluates_only_what_is_new(model):
+def test_second_turn_evaluates_only_what_is_new(each_model):
+    model, fmt = each_model
     session = Session(
-        make_scenario(sampling={"max_tokens": 24}), model, CHATML, seed=3, choice_mode="free"
+        make_scenario(sampling={"max_tokens": 24}), model, fmt, seed=3, choice_mode="free"
     )
     session.play("Start!")
     result = session.play("I look around.")
-    new = len(tokenize_pieces(model, CHATML, "user", "I look around.")) + len(
-        model.tokenize(CHATML.model_prefix, special=True)
+    new = len(tokenize_pieces(model, fmt, "user", "I look around.")) + len(
+        open_model_tokens(model, fmt)
     )
-    # The suffix of the previous reply (<|im_end|>\n) and its last sampled token are new too.
-    assert new <= result.stats.evaluated_tokens <= new + 4 + 6 * result.option_passes
+    # The closing of the previous reply (<|im_end|>\n, or the "<|" of the next Metharme marker,
+    # with the reply's last word tokenized again where it merges) and its last sampled token
+    # are new too.
+    closing = len(closing_tokens(model, fmt))
+    assert new <= result.stats.evaluated_tokens <= new + closing + 2 + 6 * result.option_passes
     assert result.stats.prompt_tokens > 3 * result.stats.evaluated_tokens
 
 
-def test_window_slides_at_a_small_context(model):
-    small = LlamaCppBackend(embedded_model_path(), n_ctx=512, seed=2)
-    session = Session(make_scenario(sampling={"max_tokens": 40}), small, CHATML, seed=5)
+def test_window_slides_at_a_small_context(real_model):
+    small = LlamaCppBackend(real_model.path, n_ctx=512, seed=2)
+    session = Session(make_scenario(sampling={"max_tokens": 40}), small, real_model.fmt, seed=5)
     results = [
         session.play(f"I walk down corridor number {i} and open the door.") for i in range(10)
     ]
@@ -144,23 +158,26 @@ def _greedy_tokens(backend: LlamaCppBackend, segments: list, count: int) -> list
 
 
 def _reply_body(session: Session, backend: LlamaCppBackend) -> list[int]:
-    prefix = len(backend.tokenize(CHATML.model_prefix, special=True))
-    suffix = len(backend.tokenize(CHATML.model_suffix, special=True))
+    """The reply's tokens as generated (a Metharme seam may have merged its last one)."""
+    prefix = len(open_model_tokens(backend, session.format))
+    suffix = len(closing_tokens(backend, session.format))
     tokens = list(session.exchanges[-1].reply.tokens)
     return tokens[prefix : len(tokens) - suffix]
 
 
-def test_context_shift_on_the_real_model():
-    backend = LlamaCppBackend(embedded_model_path(), n_ctx=768, seed=4)
+def test_context_shift_on_the_real_model(real_model):
+    backend = LlamaCppBackend(real_model.path, n_ctx=768, seed=4)
     scenario = make_scenario(sampling={"max_tokens": 24}, choice_mode="free")
-    session = Session(scenario, backend, CHATML, seed=4, fixed_reply_tokens=24)
+    session = Session(scenario, backend, real_model.fmt, seed=4, fixed_reply_tokens=24)
+    opening = len(open_model_tokens(backend, real_model.fmt))
+    closing = len(closing_tokens(backend, real_model.fmt))
     new_total = evaluated_total = 0
     for turn in range(30):
         result = session.play(f"I open door number {turn} and step through it quietly.")
         if turn:
-            new = (
-                len(session.exchanges[-1].player) + 3 + 2 + 1
-            )  # player, prefix, suffix, last token
+            # The player's segment, the model's prefix, the last reply's closing (the seam's
+            # work beyond it is in the evaluated count) and its last token.
+            new = len(session.exchanges[-1].player) + opening + closing + 1
             new_total += new
             evaluated_total += result.stats.evaluated_tokens
             if result.slid:
@@ -173,6 +190,9 @@ def test_context_shift_on_the_real_model():
 
 def test_replies_after_a_shift_match_a_fresh_evaluation():
     """Greedy decoding after a KV shift against the same prompt evaluated from scratch.
+
+    SmolLM2 only: the tiny LLaMA-vocabulary model's random weights make its greedy choice flip
+    on the rounding a shift brings (its first tokens differ), so it says nothing there.
 
     Shifting re-rotates the cached keys (RoPE) in place, which is not bit-exact with computing
     them at their new positions, so the two replies may drift apart after some tokens. Measured
@@ -195,7 +215,7 @@ def test_replies_after_a_shift_match_a_fresh_evaluation():
             segments += [exchange.player.tokens, exchange.reply.tokens]
         segments += [
             kept[-1].player.tokens,
-            tuple(fresh.tokenize(CHATML.model_prefix, special=True)),
+            tuple(open_model_tokens(fresh, CHATML)),
         ]
         reference = _greedy_tokens(fresh, segments, 24)
         after_shift = _reply_body(session, shifted)
@@ -209,17 +229,17 @@ def test_replies_after_a_shift_match_a_fresh_evaluation():
     fresh.close()
 
 
-def test_undo_and_resume_on_the_real_model(tmp_path):
+def test_undo_and_resume_on_the_real_model(tmp_path, real_model):
     from game.saves import ModelInfo, SaveFolder, SaveSlot, load, new_session_from_save
 
-    backend = LlamaCppBackend(embedded_model_path(), n_ctx=1024, seed=6)
+    fmt = real_model.fmt
+    backend = LlamaCppBackend(real_model.path, n_ctx=1024, seed=6)
     scenario = make_scenario(sampling={"max_tokens": 16}, choice_mode="free")
-    session = Session(scenario, backend, CHATML, seed=6, fixed_reply_tokens=16)
+    session = Session(scenario, backend, fmt, seed=6, fixed_reply_tokens=16)
     for action in ("Start!", "I open the door.", "I light a lamp."):
         session.play(action)
-    open_close = len(backend.tokenize(CHATML.model_prefix, special=True)) + len(
-        backend.tokenize(CHATML.model_suffix, special=True)
-    )
+    # (+1: a Metharme seam may tokenize the reply's last word again with the marker.)
+    open_close = len(open_model_tokens(backend, fmt)) + len(closing_tokens(backend, fmt)) + 1
     # After an undo the kept turns stay cached: the next turn reads its own tokens, the closing
     # of the reply before it, and that reply's last (never fed back) token.
     session.undo()
@@ -227,8 +247,8 @@ def test_undo_and_resume_on_the_real_model(tmp_path):
     assert result.stats.evaluated_tokens <= len(session.exchanges[-1].player) + open_close + 1
     # A resumed game on a freshly loaded model reads its window once, then only new turns.
     path = SaveSlot.new(SaveFolder(tmp_path), "g", ModelInfo(file=backend.name)).save(session)
-    fresh = LlamaCppBackend(embedded_model_path(), n_ctx=1024, seed=6)
-    resumed = new_session_from_save(load(path), fresh, CHATML)
+    fresh = LlamaCppBackend(real_model.path, n_ctx=1024, seed=6)
+    resumed = new_session_from_save(load(path), fresh, fmt)
     resumed.fixed_reply_tokens = 16
     first = resumed.play("I step outside.")
     assert first.stats.evaluated_tokens == first.stats.prompt_tokens

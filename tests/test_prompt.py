@@ -98,3 +98,31 @@ def test_format_from_chat_template():
     assert format_for_chat_template("[INST] {{ x }} [/INST]") is None
     assert format_for_chat_template(None) is None
     assert get_format(" ChatML ") is CHATML
+
+
+@pytest.mark.parametrize(
+    ("template", "vocabulary", "expected"),
+    [
+        (None, "llama", ("metharme", "no chat template, LLaMA vocabulary")),
+        ("", "gpt2", ("metharme", "default")),
+        ("{{ '<|im_start|>' + m }}", "gpt2", ("chatml", "chat template")),
+        (
+            "[INST] {{ m }} [/INST]",
+            "llama",
+            ("metharme", "unknown chat template, LLaMA vocabulary"),
+        ),
+        ("<|user|>{{ m }}<|model|>", None, ("metharme", "chat template")),
+    ],
+)
+def test_the_format_follows_the_template_then_the_vocabulary(template, vocabulary, expected):
+    from game.prompt import detect_format
+
+    assert detect_format(template, vocabulary) == expected
+
+
+def test_metharme_segments_carry_the_next_markers_lead():
+    from game.prompt import CHATML, METHARME
+
+    assert METHARME.lead == "<|"
+    assert CHATML.lead == "<|im_start|>"
+    assert "</s>" in METHARME.stop

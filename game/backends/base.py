@@ -117,7 +117,7 @@ class Backend(Protocol):
         """The tokens that start every prompt (the BOS token when the model wants one)."""
         ...
 
-    def tokenize(self, text: str, *, special: bool) -> list[int]:
+    def tokenize(self, text: str, *, special: bool, at_start: bool = False) -> list[int]:
         """Token ids of ``text`` as it continues a prompt; see ``transcript.Tokenizer``."""
         ...
 

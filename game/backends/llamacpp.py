@@ -143,13 +143,16 @@ class LlamaCppBackend:
         finally:
             stream.flush()
         model = self._llm._model
-        self._n_ctx = self._llm.n_ctx()
+        # llama.cpp pads the context it allocates (to a multiple of 256), but llama-cpp-python
+        # records tokens in an array of the size asked for: a prompt must fit both.
+        self._n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._vocab = model.vocab
         trained = model.n_ctx_train()
         if trained and n_ctx > trained:
             log.warning("n_ctx %d is more than the model was trained on (%d)", n_ctx, trained)
         metadata = self._llm.metadata
         self._chat_template = metadata.get("tokenizer.chat_template")
+        self._vocabulary = metadata.get("tokenizer.ggml.model")
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         # SentencePiece vocabularies (LLaMA-1/2, so Metharme) put a space before the first
         # piece of any text they tokenize; a segment in mid-prompt must not get one.
@@ -202,6 +205,12 @@ class LlamaCppBackend:
         return self._chat_template
 
     @property
+    def vocabulary(self) -> str | None:
+        """The GGUF's tokenizer model: ``llama`` (SentencePiece, as Metharme and Pygmalion-2
+        use) or ``gpt2`` (BPE) and so on; None when the file does not say."""
+        return self._vocabulary
+
+    @property
     def supports_grammar(self) -> bool:
         return True
 
@@ -215,12 +224,14 @@ class LlamaCppBackend:
         if self._closed:
             raise BackendError(f"the model {self.name} was closed")
 
-    def tokenize(self, text: str, *, special: bool) -> list[int]:
+    def tokenize(self, text: str, *, special: bool, at_start: bool = False) -> list[int]:
         if not text:
             return []
         with self._vocab_lock:
             self._check_open()
-            if not self._space_prefix:
+            # At the start of a prompt llama.cpp's own tokenization (llama-server, KoboldCpp)
+            # gives SentencePiece its leading space: "<|system|>" begins with "▁<".
+            if at_start or not self._space_prefix:
                 return self._raw_tokenize(text, special=special)
             # Tokenize after a newline and drop the newline's tokens: what remains is the text
             # as it tokenizes in mid-prompt, without the leading space SentencePiece adds.

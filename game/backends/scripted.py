@@ -90,7 +90,9 @@ class ScriptedBackend:
     def bos(self) -> list[int]:
         return [BOS]
 
-    def tokenize(self, text: str, *, special: bool) -> list[int]:
+    def tokenize(self, text: str, *, special: bool, at_start: bool = False) -> list[int]:
+        # A toy vocabulary: nothing merges across pieces, so the start of a prompt is no
+        # different from its middle.
         parts = _SPECIAL.split(text) if special else [text]
         tokens: list[int] = []
         for part in parts:

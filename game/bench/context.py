@@ -24,6 +24,7 @@ from game.kvcache import CacheMode
 from game.prompt import PromptFormat
 from game.scenario import Scenario
 from game.session import Session
+from game.transcript import closing_tokens, open_model_tokens
 
 ACTIONS = (
     "I step through the doorway and let my eyes adjust to the gloom.",
@@ -116,10 +117,12 @@ def play(
             fixed_reply_tokens=reply_tokens,
         )
         # Each turn brings the player's segment and the model's prefix; after the first turn also
-        # the previous reply's closing suffix and its last token, which was sampled but never fed
-        # back to the model.
-        model_open = len(backend.tokenize(fmt.model_prefix, special=True))
-        model_close = len(backend.tokenize(fmt.model_suffix, special=True))
+        # the previous reply's closing (its suffix, or the next marker's start where markers are
+        # text) and its last token, which was sampled but never fed back to the model. Where the
+        # reply's last word is tokenized again with the marker (the seam), what that costs beyond
+        # these is in the evaluated count.
+        model_open = len(open_model_tokens(backend, fmt))
+        model_close = len(closing_tokens(backend, fmt))
         costs: list[TurnCost] = []
         started = time.perf_counter()
         for turn in range(turns):

@@ -25,6 +25,7 @@ from game.choices import resolve_action
 from game.config import ConfigError
 from game.controller import GameBusyError, GameController, TurnOutcome
 from game.prompt import UnknownFormatError
+from game.runtime import format_status
 from game.saves import SaveError, SaveExistsError, SaveNameError
 from game.session import SessionError
 from game.tui.batching import TextBatcher
@@ -460,6 +461,6 @@ class PlayScreen(Screen[None]):
         self.title = session.scenario.title
         self.sub_title = game.slot.name if game.slot else "not saved"
         status = self.query_one(StatusLine)
-        status.model = f"{session.backend.name} ({session.format.name})"
+        status.model = f"{session.backend.name} · {format_status(session.format, session.backend)}"
         status.context = f"context {session.context_tokens()}/{session.backend.n_ctx}"
         status.saved = game.save_state
