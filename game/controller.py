@@ -356,9 +356,8 @@ class GameController:
 
     def close(self, timeout: float = 30.0) -> str | None:
         """End the game: stop a reply being written, wait for it (what was written is kept),
-        save, and let the model go. Returns the save's problem, if any. Idempotent."""
-        if self._closed:
-            return None
+        save, and let the model go. Returns the save's problem, if any. Idempotent: a second
+        call (from another thread) returns once the first has saved."""
         self.cancel()
         if not self._turn_lock.acquire(timeout=timeout):
             log.error("the reply did not stop within %.0f s; the game was not saved", timeout)

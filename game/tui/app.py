@@ -151,7 +151,8 @@ class AdventureApp(App[None]):
         """A play screen is going away: its game is closed (stopped, saved, model let go) in
         a thread, so that a reply being written never blocks the screen."""
         game = message.game
-        self._games.discard(game)
+        # It stays in ``_games`` until it is closed, so that an app that ends meanwhile waits
+        # for the save (closing twice is harmless: the second waits for the first).
         self.run_worker(lambda: self._close(game), thread=True, group="close")
 
     def on_play_screen_new_game_wanted(self, message: PlayScreen.NewGameWanted) -> None:
@@ -187,6 +188,7 @@ class AdventureApp(App[None]):
 
     def _close(self, game: GameController) -> None:
         problem = game.close()
+        self._games.discard(game)
         if problem:
             log.error("the game was not saved at its end: %s", problem)
 
