@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from game.backends.base import BackendError
+from game.backends.remote_cli import remote_options, remote_overrides
 from game.bench.table import format_table
 from game.catalog import (
     ScenarioEntry,
@@ -77,6 +78,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, help="sampling seed, for a reproducible game")
     group.add_argument("--temperature", type=float, help="sampling temperature")
     group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
+    remote_options(parser)
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
@@ -190,6 +192,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "prompt_format": getattr(args, "format", None),
         "choice_mode": getattr(args, "choices", None),
         "saves_dir": getattr(args, "saves", None),
+        **remote_overrides(args),
     }
     overrides: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
     sampling = {

@@ -7,6 +7,7 @@ import logging
 from game.backends.base import Backend
 from game.config import Settings, resolve_model_path
 from game.prompt import DEFAULT_FORMAT, PromptFormat, format_for_chat_template, get_format
+from game.saves import ModelInfo, model_info
 from game.scenario import Scenario
 from game.session import Session
 
@@ -20,6 +21,10 @@ def open_backend(settings: Settings) -> Backend:
         ConfigError: when no model is configured and the embedded one is missing.
         BackendError: when the model file is missing, not a GGUF, or fails to load.
     """
+    if settings.server_url:
+        from game.backends.remote import open_remote
+
+        return open_remote(settings)
     # Imported here so that commands that never load a model (validate, saves) never pay for
     # loading llama.cpp's shared library.
     from game.backends.llamacpp import LlamaCppBackend
@@ -31,6 +36,15 @@ def open_backend(settings: Settings) -> Backend:
         n_threads=settings.n_threads,
         seed=settings.seed,
     )
+
+
+def game_model_info(settings: Settings) -> ModelInfo:
+    """What a save records of the model the settings name: a local file, or a server's model."""
+    if settings.server_url:
+        from game.backends.remote import remote_model_info
+
+        return remote_model_info(settings)
+    return model_info(resolve_model_path(settings))
 
 
 def choose_format(settings: Settings, backend: Backend) -> PromptFormat:
