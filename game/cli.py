@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from game.backends.base import BackendError
-from game.backends.remote_cli import remote_options, remote_overrides
+from game.backends.remote_cli import remote_bench_options, remote_options, remote_overrides
 from game.bench.table import format_table
 from game.catalog import (
     ScenarioEntry,
@@ -303,8 +303,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     probe = open_backend(settings.model_copy(update={"n_ctx": 256}))
     fmt = choose_format(settings, probe)
     probe.close()
+    remote = remote_bench_options(settings, args.n_ctx or 1024)
     result = context.run(
-        resolve_model_path(settings),
+        Path(probe.name) if remote else resolve_model_path(settings),
         find_entry(args.scenario, builtin_catalog()).scenario,
         fmt,
         turns=args.turns or 40,
@@ -313,6 +314,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=seed,
         n_gpu_layers=settings.n_gpu_layers,
         n_threads=settings.n_threads,
+        **remote,
     )
     print(json.dumps(result, indent=2) if args.json else context.render(result))
     return 0

@@ -45,3 +45,14 @@ def backend() -> ScriptedBackend:
 @pytest.fixture
 def session(scenario: Scenario, backend: ScriptedBackend) -> Session:
     return Session(scenario, backend, METHARME, seed=1)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real llama-server on the embedded model, 2 slots of 1024 tokens, for the whole run.
+    Fails (never skips) when the binary is not built."""
+    from tests.llama_server import LlamaServer
+
+    server = LlamaServer(tmp_path_factory.mktemp("llama-server")).start()
+    yield server
+    server.stop()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from game.config import Settings
+from game.kvcache import CacheMode
+
 
 def remote_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--server``, ``--api-key``, ``--dialect`` and ``--slot`` to ``parser``."""
@@ -44,3 +47,17 @@ def remote_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "server_slot": getattr(args, "slot", None),
     }
     return {key: value for key, value in values.items() if value is not None}
+
+
+def remote_bench_options(settings: Settings, n_ctx: int) -> dict[str, Any]:
+    """What ``bench context`` passes to ``context.run`` to play on the server the settings
+    name: a backend opener per cache mode and the model's name; nothing for local play."""
+    if not settings.server_url:
+        return {}
+    from game.backends.remote import open_remote
+
+    def opener(cache_mode: CacheMode) -> Any:
+        return open_remote(settings, cache_mode=cache_mode, n_ctx=n_ctx)
+
+    probe = open_remote(settings)
+    return {"opener": opener, "model_name": f"{probe.name} @ {probe.url}"}
