@@ -117,6 +117,11 @@ def read_reply(stream: EventStream, reader: ReplyReader, handle: Any, where: str
                     return
         except _Stop:
             return
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise BackendError(
+                f"{where}: the server sent a reply the game does not understand "
+                f"({type(exc).__name__})"
+            ) from None
     if not reader.ended:
         raise BackendError(f"{where}: the server broke off the reply before its end")
 

@@ -86,6 +86,17 @@ class RemoteBackend:
         # What the slot's cache holds after our last reply (prompt and generated tokens), to tell
         # a KV shift on the server from plain prefix reuse.
         self._cached: list[int] = []
+        try:
+            self._connect(dialect, slot, n_ctx)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            # A server's self-description is input like any other: hostile answers are possible.
+            raise BackendError(
+                f"{self.url}: the server's description of itself makes no sense "
+                f"({type(exc).__name__}); is this a llama-server or an OpenAI-compatible API?"
+            ) from None
+
+    def _connect(self, dialect: str | None, slot: int | None, n_ctx: int | None) -> None:
+        """Ask the server what it serves and set the backend up for it."""
         props = self._props() if dialect in (None, "llama-server") else None
         if dialect is None:
             dialect = "llama-server" if props is not None else "openai"
@@ -97,6 +108,11 @@ class RemoteBackend:
                 f"{self.url} is not a llama-server (no /props); try --dialect openai"
             )
         models = self._models()
+        if props is None and not models:
+            raise BackendError(
+                f"{self.url}: HTTP 404: no llama-server or OpenAI-compatible API here "
+                "(is this the right URL?)"
+            )
         self.dialect_name = dialect
         self.dialect: Dialect
         if dialect == "llama-server":
@@ -106,6 +122,8 @@ class RemoteBackend:
             server_ctx = int(settings.get("n_ctx") or 0)
             self._chat_template = props.get("chat_template") or None
             self.total_slots = int(props.get("total_slots") or 1)
+            if self.total_slots < 1:
+                raise ValueError("total_slots")
             self.slot: int | None = self._pick_slot(slot)
             self.dialect = LlamaServerDialect(self.client, self)
         else:
@@ -118,7 +136,7 @@ class RemoteBackend:
         meta = (models[0].get("meta") if models else None) or {}
         if not server_ctx:
             server_ctx = int(meta.get("n_ctx") or 0)
-        if not server_ctx:
+        if server_ctx <= 0:
             raise BackendError(f"{self.url} does not say its context size; cannot size the window")
         self._n_ctx = min(server_ctx, n_ctx) if n_ctx else server_ctx
         self._model = model or "remote model"
