@@ -38,6 +38,8 @@ DIALECTS = ("llama-server", "openai")
 # SentencePiece vocabularies (llama.cpp's vocab type 1) put a space before the first piece of
 # a text; a segment in mid-prompt must not get one (the local backend does the same).
 VOCAB_TYPE_SPM = 1
+# How long a game waits for the server to notice a reply it dropped (one token, on a slow box).
+ABANDON_WAIT_S = 60.0
 
 
 def _short_name(model: str) -> str:
@@ -86,6 +88,8 @@ class RemoteBackend:
         # What the slot's cache holds after our last reply (prompt and generated tokens), to tell
         # a KV shift on the server from plain prefix reuse.
         self._cached: list[int] = []
+        # This game closed a reply early: the server may still be finishing it on our slot.
+        self._abandoned = False
         try:
             self._connect(dialect, slot, n_ctx)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
@@ -209,17 +213,31 @@ class RemoteBackend:
         )
         return int(chosen["id"])
 
+    def _slot_busy(self) -> bool:
+        return any(
+            slot.get("id") == self.slot and slot.get("is_processing") for slot in self.slots() or []
+        )
+
     def check_slot(self) -> None:
-        """Fail with one line when another game is using this game's slot right now."""
+        """Fail with one line when another game is using this game's slot right now.
+
+        After this game dropped a reply (stopped, cancelled, broken), the server may still be
+        busy with it until it notices the closed connection (at its next token): that is waited
+        for, not blamed on another game."""
         if self.slot is None:
             return
-        slots = self.slots()
-        for slot in slots or []:
-            if slot.get("id") == self.slot and slot.get("is_processing"):
-                raise BackendError(
-                    f"slot {self.slot} of {self.url} is busy with another game; wait for it, or "
-                    "play on another slot (--slot)"
-                )
+        busy = self._slot_busy()
+        if busy and self._abandoned:
+            deadline = time.monotonic() + ABANDON_WAIT_S
+            while busy and time.monotonic() < deadline:
+                time.sleep(0.1)
+                busy = self._slot_busy()
+        self._abandoned = False
+        if busy:
+            raise BackendError(
+                f"slot {self.slot} of {self.url} is busy with another game; wait for it, or "
+                "play on another slot (--slot)"
+            )
 
     # -- the Backend protocol --------------------------------------------------------------------
 
@@ -298,7 +316,13 @@ class RemoteBackend:
             self.check_slot()
             started = time.perf_counter()
             reader = ReplyReader(on_token, on_progress, started)
-            self.dialect.generate(prompt, request, reader)
+            try:
+                self.dialect.generate(prompt, request, reader)
+            except BaseException:
+                self._abandoned = True
+                raise
+            if reader.finish == "stopped":
+                self._abandoned = True
             self._note_cache(prompt, reader)
             return reader.stats(len(prompt))
 
