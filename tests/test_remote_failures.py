@@ -188,3 +188,21 @@ def test_server_killed_mid_reply_loses_nothing(tmp_path, private_folders):
         game.close()
     finally:
         server.stop()
+
+
+def test_the_api_key_comes_from_the_environment_and_is_never_written(monkeypatch, tmp_path):
+    from game.cli import build_parser, cli_overrides
+    from game.config import save_settings
+
+    monkeypatch.setenv("METHARME_API_KEY", "env-key-7")
+    args = build_parser().parse_args(["play", "--server", "http://h:1", "--slot", "2"])
+    loaded = load_settings(overrides=cli_overrides(args))
+    assert loaded.server_url == "http://h:1"
+    assert loaded.server_slot == 2
+    assert loaded.api_key is not None and loaded.api_key.get_secret_value() == "env-key-7"
+    assert "env-key-7" not in repr(loaded)
+    # Saving another setting never copies the key (from the environment) into the file.
+    path = tmp_path / "config.yaml"
+    save_settings(loaded.model_copy(update={"n_ctx": 4096}), loaded, path)
+    assert "env-key-7" not in path.read_text()
+    assert "n_ctx: 4096" in path.read_text()
