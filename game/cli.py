@@ -14,7 +14,6 @@ from game.backends.base import BackendError
 from game.backends.remote_cli import remote_bench_options, remote_options, remote_overrides
 from game.bench.table import format_table
 from game.catalog import (
-    ScenarioEntry,
     builtin_catalog,
     entries,
     find_entry,
@@ -37,7 +36,8 @@ from game.session import SessionError
 from game.yamlsource import YamlLoadError
 
 if TYPE_CHECKING:
-    from game.tui.app import StartAt
+    from game.models import BackendFactory
+    from game.tui.app import AdventureApp
 
 log = logging.getLogger(__name__)
 
@@ -360,16 +360,41 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
             print(f"warning: the game was not saved: {problem}", file=sys.stderr)
 
 
-def run_tui(
-    settings: Settings,
-    offered: list[ScenarioEntry],
-    start: StartAt | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> int:
-    """Open the TUI on ``start`` (the start screen when None), built as every test builds it."""
-    from game.tui.app import create_app
+def tui_app(
+    args: argparse.Namespace, backend_factory: BackendFactory | None = None
+) -> AdventureApp:
+    """The TUI app for a ``play``, ``resume`` or bare command line, built exactly as the game
+    builds it (tests call this too, with a scripted ``backend_factory``).
 
-    app = create_app(settings, offered, start=start, overrides=overrides)
+    Raises:
+        ConfigError, SaveError, SaveNameError, YamlLoadError: one line, before anything starts.
+    """
+    from game.tui.app import StartAt, create_app
+
+    settings = settings_from_args(args)
+    overrides = cli_overrides(args)
+    catalog = _catalog(args)
+    start = None
+    if args.command == "play":
+        if args.name is not None:
+            check_save_name(args.name)
+        start = StartAt(
+            entry=find_entry(args.scenario, catalog), name=args.name, saving=not args.no_save
+        )
+    elif args.command == "resume":
+        path = SaveFolder(resolve_saves_dir(settings)).find(args.save)
+        start = StartAt(save=path, saving=not args.no_save)
+    return create_app(
+        settings,
+        entries(catalog),
+        start=start,
+        overrides=overrides,
+        backend_factory=backend_factory,
+    )
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    app = tui_app(args)
     app.run()
     return app.return_code or 0
 
@@ -377,16 +402,13 @@ def run_tui(
 def cmd_play(args: argparse.Namespace) -> int:
     from game.models import ModelHost
     from game.runtime import open_backend
-    from game.tui.app import StartAt
 
+    if not args.headless:
+        return run_tui(args)
     settings = settings_from_args(args)
-    catalog = _catalog(args)
-    entry = find_entry(args.scenario, catalog)
+    entry = find_entry(args.scenario, _catalog(args))
     if args.name is not None:
         check_save_name(args.name)
-    if not args.headless:
-        start = StartAt(entry=entry, name=args.name, saving=not args.no_save)
-        return run_tui(settings, entries(catalog), start, cli_overrides(args))
     if not args.json:
         print("Loading the model...", file=sys.stderr, flush=True)
     game = GameController.new_game(
@@ -398,19 +420,16 @@ def cmd_play(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from game.models import ModelHost
     from game.runtime import open_backend
-    from game.tui.app import StartAt
 
+    if not args.headless:
+        return run_tui(args)
     settings = settings_from_args(args)
     path = SaveFolder(resolve_saves_dir(settings)).find(args.save)
-    overrides = cli_overrides(args)
-    if not args.headless:
-        start = StartAt(save=path, saving=not args.no_save)
-        return run_tui(settings, entries(_catalog(args)), start, overrides)
     game = GameController.resume(
         settings,
         path,
         ModelHost(open_backend),
-        explicit=Explicit.from_overrides(overrides),
+        explicit=Explicit.from_overrides(cli_overrides(args)),
         saving=not args.no_save,
     )
     return _run_headless(args, game)
@@ -423,6 +442,21 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "validate": lambda args: cmd_validate(args.paths),
+    "scenarios": cmd_scenarios,
+    "packs": cmd_packs,
+    "play": cmd_play,
+    "resume": cmd_resume,
+    "saves": cmd_saves,
+    "bench": cmd_bench,
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    return COMMANDS.get(args.command, run_tui)(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -431,21 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
-        if args.command == "validate":
-            return cmd_validate(args.paths)
-        if args.command == "scenarios":
-            return cmd_scenarios(args)
-        if args.command == "packs":
-            return cmd_packs(args)
-        if args.command == "play":
-            return cmd_play(args)
-        if args.command == "resume":
-            return cmd_resume(args)
-        if args.command == "saves":
-            return cmd_saves(args)
-        if args.command == "bench":
-            return cmd_bench(args)
-        return run_tui(settings_from_args(args), entries(_catalog(args)))
+        status = _run(args)
+        # Flushed here, not at exit: a reader that went away is handled below, quietly.
+        sys.stdout.flush()
+        return status
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more can be said, and that is no error.
         _silence_stdout()
@@ -466,3 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         print(f"internal error: {type(exc).__name__}: {first_line}{where}", file=sys.stderr)
         return 70
+
+
+def tui_app_for(argv: Sequence[str], backend_factory: BackendFactory | None = None) -> AdventureApp:
+    """:func:`tui_app` for a command line given as a list of words."""
+    return tui_app(build_parser().parse_args(argv), backend_factory)

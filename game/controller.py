@@ -80,6 +80,15 @@ class Explicit:
         )
 
 
+def _unused_default_name(folder: SaveFolder, entry: ScenarioEntry) -> str:
+    """The scenario-and-time name, made unique when a game of the same second has it."""
+    name = default_save_name(entry.scenario)
+    candidate, number = name, 2
+    while folder.path_for(candidate).exists():
+        candidate, number = f"{name} {number}", number + 1
+    return candidate
+
+
 class GameController:
     """One game in play.
 
@@ -131,7 +140,7 @@ class GameController:
             folder = SaveFolder(resolve_saves_dir(settings))
             model = game_model_info(settings)
             slot = SaveSlot.new(
-                folder, name or default_save_name(entry.scenario), model, entry.pack_id
+                folder, name or _unused_default_name(folder, entry), model, entry.pack_id
             )
             if slot.path.exists():
                 raise ConfigError(
@@ -190,7 +199,10 @@ class GameController:
         except BaseException:
             host.release(backend)
             raise
-        return cls(session, slot, host=host, notices=notices)
+        game = cls(session, slot, host=host, notices=notices)
+        if slot is not None and slot.owned is not None:
+            game.save_state = "saved"  # it is the file it was loaded from
+        return game
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -307,9 +319,9 @@ class GameController:
         Raises:
             SaveError, SaveExistsError, SaveNameError: nothing changed.
         """
-        if self.slot is None:
-            raise SaveError(Path("-"), "saving is off in this game")
         with self._exclusive():
+            if self.slot is None:
+                raise SaveError(Path("-"), "saving is off in this game")
             path = self.slot.save_as(self.session, name) if name else self.slot.save(self.session)
             self.save_state = "saved"
             return path
@@ -343,6 +355,8 @@ class GameController:
             log.error("the reply did not stop within %.0f s; the game was not saved", timeout)
             return "the reply did not stop in time"
         try:
+            if self._closed:  # closed by another thread while this one waited
+                return None
             self._closed = True
             problem = self._autosave() if self.session.exchanges else None
         finally:

@@ -206,3 +206,89 @@ def test_resume_of_a_broken_save_is_one_line(tmp_path):
         proc.stderr.strip().splitlines()[-1]
         == f"error: {tmp_path / 'broken.json'}: not a save: the top level is a list"
     )
+
+
+@pytest.mark.model
+def test_a_closed_stdout_ends_quietly(tmp_path):
+    """`python -m game play --headless | head -0`: the reader is gone before the story comes."""
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "game", "--log-file", str(tmp_path / "log")),
+            *("play", "--headless", "--max-tokens", "24", "--seed", "1", "--name", "piped"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    proc.stdout.close()
+    proc.stdin.write(b"1\n2\n")
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "internal error" not in err and "Exception" not in err
+
+
+def test_a_save_name_too_long_is_one_line_before_anything_loads(tmp_path):
+    proc = run_game("play", "--headless", "--name", "n" * 201, tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: a save name is at most 200 characters (this one has 201)\n"
+    assert proc.stdout == ""
+
+
+@pytest.mark.model
+def test_headless_save_as_with_a_long_name_keeps_playing(tmp_path):
+    proc = run_game(
+        "play",
+        "--headless",
+        "--json",
+        "--name",
+        "kept",
+        "--max-tokens",
+        "32",
+        "--seed",
+        "3",
+        stdin=f"/save {'n' * 300}\n1\n",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "error: a save name is at most 200 characters (this one has 300)" in proc.stderr
+    assert "internal error" not in proc.stderr
+    assert [json.loads(line)["turn"] for line in proc.stdout.splitlines()] == [1, 2]
+
+
+@pytest.mark.model
+def test_resume_takes_sampling_and_seed_from_the_command_line(tmp_path):
+    first = run_game(
+        "play",
+        "--headless",
+        "--json",
+        "--name",
+        "over",
+        "--max-tokens",
+        "40",
+        "--seed",
+        "5",
+        tmp_path=tmp_path,
+    )
+    assert first.returncode == 0, first.stderr
+    resumed = run_game(
+        "resume",
+        "over",
+        "--headless",
+        "--json",
+        "--max-tokens",
+        "24",
+        "--seed",
+        "9",
+        stdin="1\n",
+        tmp_path=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.splitlines()[1])["turn"] == 2
+    from game.config import load_settings
+    from game.saves import load
+
+    saved = load(load_settings().saves_dir / "over.json")
+    assert saved.seed == 9 and saved.sampling.max_tokens == 24

@@ -260,3 +260,35 @@ def test_a_cache_that_cannot_shift_falls_back_to_prefix_reuse(monkeypatch, caplo
         r.stats.evaluated_tokens > r.stats.prompt_tokens - len(session.system) - 10 for r in slid
     )
     backend.close()
+
+
+def test_a_callback_may_tokenize_while_the_model_generates(model):
+    """The backend never holds the lock a callback needs: a token callback that tokenizes
+    (a stop scanner, a front end counting tokens) does not deadlock."""
+    import threading
+
+    counted: list[int] = []
+
+    def on_token(token: int, text: str) -> bool:
+        counted.append(len(model.tokenize(text or "x", special=False)))
+        return len(counted) < 4
+
+    prompt = [model.bos() + model.tokenize("Once upon a time", special=False)]
+    request = GenerationRequest(max_tokens=8, sampling=DEFAULT_SAMPLING, seed=1)
+    worker = threading.Thread(target=model.generate, args=(prompt, request, on_token), daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "generation deadlocked on a callback that tokenizes"
+    assert len(counted) == 4
+
+
+def test_a_closed_model_says_so_instead_of_crashing():
+    backend = LlamaCppBackend(embedded_model_path(), n_ctx=256)
+    backend.close()
+    backend.close()  # twice is fine
+    assert backend.n_ctx == 256  # a status line may still ask
+    with pytest.raises(BackendError, match="was closed"):
+        backend.tokenize("hello", special=False)
+    request = GenerationRequest(max_tokens=4, sampling=DEFAULT_SAMPLING)
+    with pytest.raises(BackendError, match="was closed"):
+        backend.generate([[1, 2, 3]], request, lambda token, text: True)

@@ -279,3 +279,32 @@ def test_two_processes_saving_into_one_folder(tmp_path):
     listing = SaveFolder(folder).listing()
     assert {entry.path.name for entry in listing} == {"one.json", "two.json"}
     assert all(entry.save is not None for entry in listing)
+
+
+def test_a_writer_waits_for_the_folder_lock(tmp_path):
+    """Writers serialize on the folder's lock: while another process holds it, nothing is
+    written (this fails when a writer does not take the lock)."""
+    import fcntl
+
+    folder = tmp_path / "saves"
+    folder.mkdir()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(repo=str(REPO)))
+    with open(folder / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(folder), "waiter"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            time.sleep(0.5)
+            assert not list(folder.glob("waiter.json*")) and not list(folder.glob(".waiter*"))
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            deadline = time.monotonic() + 10
+            while not (folder / "waiter.json").exists():
+                assert time.monotonic() < deadline, "the writer never wrote after the unlock"
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert load(folder / "waiter.json").turn_count in (1, 8)

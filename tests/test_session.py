@@ -165,9 +165,9 @@ def test_seeds_differ_per_generation(session, backend):
     seeds: list[int | None] = []
     original = backend.generate
 
-    def spy(segments, request, on_token):
+    def spy(segments, request, on_token, on_progress=None):
         seeds.append(request.seed)
-        return original(segments, request, on_token)
+        return original(segments, request, on_token, on_progress)
 
     backend.generate = spy  # type: ignore[method-assign]
     session.play("Start!")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from game import kvcache
 from game.backends.base import (
     BackendError,
+    GenerationCancelled,
     GenerationRequest,
     GenerationStats,
     ProgressCallback,
@@ -39,6 +40,7 @@ class RecordedCall:
     evaluated: int
     reply: str
     grammar: str | None = None
+    max_tokens: int = 0
 
 
 @dataclass
@@ -54,6 +56,10 @@ class ScriptedBackend:
         cache_mode: How its pretend KV cache serves a prompt (see :mod:`game.kvcache`).
         token_seconds: Report timings as if each token took this long (deterministic numbers
             for snapshots); None reports the real time taken.
+        read_batch: Prompt tokens it pretends to read per batch (each batch reports progress).
+        read_delay_s: Seconds to sleep per batch read, to test progress and cancelling.
+        raise_on_calls: 1-based numbers of the generate() calls that raise the given exception
+            after a few tokens (a bug in a sampler, a KeyboardInterrupt).
     """
 
     replies: Script = ("You stand at a crossroads.\n\n- Go north.\n- Go south.\n- Wait.",)
@@ -65,6 +71,10 @@ class ScriptedBackend:
     supports_grammar: bool = True
     cache_mode: CacheMode = "shift"
     token_seconds: float | None = None
+    read_batch: int = 64
+    read_delay_s: float = 0.0
+    raise_on_calls: dict[int, BaseException] = field(default_factory=dict)
+    closed: bool = False
     calls: list[RecordedCall] = field(default_factory=list)
     _vocab: dict[str, int] = field(default_factory=dict)
     _words: dict[int, str] = field(default_factory=dict)
@@ -93,6 +103,10 @@ class ScriptedBackend:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return "".join(self._words.get(token, "") for token in tokens)
 
+    def close(self) -> None:
+        """Like a real model's close: using it afterwards is an error (a crash, for real)."""
+        self.closed = True
+
     def reset_cache(self) -> None:
         """Forget the cached prompt, as a freshly loaded model would."""
         self._cache = []
@@ -111,6 +125,8 @@ class ScriptedBackend:
         on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
         started = time.perf_counter()
+        if self.closed:
+            raise BackendError(f"the model {self.name} was closed")
         prompt = [token for segment in segments for token in segment]
         if len(prompt) + request.max_tokens > self.n_ctx:
             raise BackendError(
@@ -121,11 +137,13 @@ class ScriptedBackend:
         common = cache_plan.reuse
         evaluated = len(prompt) - common
         reply = self._reply_for(prompt)
-        self.calls.append(RecordedCall(prompt, evaluated, reply, request.grammar))
+        self.calls.append(
+            RecordedCall(prompt, evaluated, reply, request.grammar, request.max_tokens)
+        )
         if len(self.calls) in self.fail_on_calls:
             self._cache = prompt[:common]
             raise BackendError(f"scripted failure on call {len(self.calls)}")
-        self._cache = list(prompt)
+        self._read(prompt, common, on_progress)
         ttft = 0.0
         generated = 0
         finish: str = "eos"
@@ -133,7 +151,10 @@ class ScriptedBackend:
         if request.ban_end and tokens:
             # No end token: the script repeats until the reply has its fixed length.
             tokens = (tokens * (request.max_tokens // len(tokens) + 1))[: request.max_tokens]
+        error = self.raise_on_calls.get(len(self.calls))
         for token in tokens:
+            if error is not None and generated == 2:
+                raise error
             if self.token_delay_s:
                 time.sleep(self.token_delay_s)
             if generated == 0:
@@ -158,3 +179,17 @@ class ScriptedBackend:
             total_s=total,
             finish_reason=finish,  # type: ignore[arg-type]
         )
+
+    def _read(self, prompt: list[int], common: int, on_progress: ProgressCallback | None) -> None:
+        """Pretend to read the prompt after its cached start, in batches, reporting progress;
+        a cancel keeps what was read in the cache, as the real backend does."""
+        total = len(prompt) - common
+        done = 0
+        while done < total:
+            if self.read_delay_s:
+                time.sleep(self.read_delay_s)
+            done = min(done + self.read_batch, total)
+            self._cache = prompt[: common + done]
+            if on_progress is not None and on_progress(done, total) is False:
+                raise GenerationCancelled(f"stopped after reading {done} of {total} tokens")
+        self._cache = list(prompt)

@@ -56,7 +56,6 @@ class AdventureApp(App[None]):
             its save's own settings.
     """
 
-    CSS_PATH = "app.tcss"
     TITLE = "Metharme Adventure"
     BINDINGS = [Binding("f2", "settings", "Settings", show=False)]
 
@@ -191,9 +190,18 @@ class AdventureApp(App[None]):
         if problem:
             log.error("the game was not saved at its end: %s", problem)
 
+    def on_unmount(self) -> None:
+        # However the app ends (ctrl+q, a closed terminal, a test), no game is left unsaved
+        # and no worker thread is left writing a reply.
+        for game in list(self._games):
+            self._close(game)
+        self._games.clear()
+
     async def action_quit(self) -> None:
         """Quit: every game stops its reply, saves what was written, and lets its model go."""
         games, self._games = list(self._games), set()
+        if any(game.busy for game in games):
+            self.notify("Stopping the reply and saving the game…")
         if games:
             await asyncio.gather(*(asyncio.to_thread(self._close, game) for game in games))
         await self.workers.wait_for_complete()

@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Header
+from textual.worker import get_current_worker
 
 from game.backends.base import BackendError, GenerationCancelled
 from game.choices import resolve_action
@@ -54,6 +55,13 @@ class PlayScreen(Screen[None]):
     Args:
         build: Makes the game (a new one, or one resumed from a save).
         title: What the header says until the game is ready.
+    """
+
+    DEFAULT_CSS = """
+    /* Notifications sit over the story, never over the action line or the status line. */
+    PlayScreen ToastRack {
+        margin-bottom: 6;
+    }
     """
 
     BINDINGS = [
@@ -130,10 +138,17 @@ class PlayScreen(Screen[None]):
             self.post_message(GameFailed(f"The game could not start: {type(exc).__name__}: {exc}"))
 
     @work(thread=True, exclusive=True, group="turn", exit_on_error=False)
-    def run_turn(self, game: GameController, action: str | None, opening: bool = False) -> None:
-        """Play ``action`` (the opening when ``opening``), or retry the last reply when None."""
+    def run_turn(self, game: GameController, action: str | None) -> None:
+        """Play ``action``, or retry the last reply when it is None."""
+        worker = get_current_worker()
         batcher = TextBatcher(lambda text: self.post_message(ReplyText(text)))
         started = time.monotonic()
+
+        def text(piece: str) -> None:
+            # A cancelled worker (its screen went away) stops the reply at the next token.
+            if worker.is_cancelled:
+                game.cancel()
+            batcher.add(piece)
 
         def rewind(text: str) -> None:
             batcher.flush()
@@ -141,13 +156,9 @@ class PlayScreen(Screen[None]):
 
         def progress(done: int, total: int) -> bool:
             self.post_message(ReadingProgress(done, total, time.monotonic() - started))
-            return True
+            return not worker.is_cancelled
 
-        callbacks: dict[str, Any] = {
-            "on_text": batcher.add,
-            "on_rewind": rewind,
-            "on_progress": progress,
-        }
+        callbacks: dict[str, Any] = {"on_text": text, "on_rewind": rewind, "on_progress": progress}
         try:
             outcome = game.retry(**callbacks) if action is None else game.play(action, **callbacks)
         except GenerationCancelled:
@@ -434,6 +445,7 @@ class PlayScreen(Screen[None]):
         if game is None:
             return
         session = game.session
+        self.title = session.scenario.title
         self.sub_title = game.slot.name if game.slot else "not saved"
         status = self.query_one(StatusLine)
         status.model = f"{session.backend.name} ({session.format.name})"

@@ -106,6 +106,7 @@ class SettingsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "Settings"
         self.sub_title = str(self.path)
+        self.query_one(f"#{TEXT_FIELDS[0][0]}", Input).focus()
 
     def _collect(self) -> dict[str, Any]:
         # Fields the form does not show (the save folder) keep their values.
