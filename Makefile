@@ -36,7 +36,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 play: $(VENV)/.installed-play
 	$(BIN)/python -m game play $(ARGS)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test llama-tools
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed-test

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from game.backends.base import BackendError
+from game.backends.remote_cli import remote_bench_options, remote_options, remote_overrides
 from game.bench.table import format_table
 from game.catalog import (
     builtin_catalog,
@@ -92,6 +93,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, help="sampling seed, for a reproducible game")
     group.add_argument("--temperature", type=float, help="sampling temperature")
     group.add_argument("--max-tokens", type=int, help="the most tokens a reply may have")
+    remote_options(parser)
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
@@ -211,6 +213,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "prompt_format": getattr(args, "format", None),
         "choice_mode": getattr(args, "choices", None),
         "saves_dir": getattr(args, "saves", None),
+        **remote_overrides(args),
     }
     overrides: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
     sampling = {
@@ -357,8 +360,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     probe = open_backend(settings.model_copy(update={"n_ctx": 256}))
     fmt = choose_format(settings, probe)
     probe.close()
+    remote = remote_bench_options(settings, args.n_ctx or 1024)
     result = context.run(
-        resolve_model_path(settings),
+        Path(probe.name) if remote else resolve_model_path(settings),
         find_entry(args.scenario, builtin_catalog()).scenario,
         fmt,
         turns=args.turns or 40,
@@ -367,6 +371,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=seed,
         n_gpu_layers=settings.n_gpu_layers,
         n_threads=settings.n_threads,
+        **remote,
     )
     print(json.dumps(result, indent=2) if args.json else context.render(result))
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -76,6 +76,11 @@ class Settings(BaseSettings):
             (options are parsed from whatever comes); None follows the scenario (guided unless
             it says otherwise).
         saves_dir: Where games are saved; None for :func:`default_saves_dir`.
+        server_url: Play on a llama-server or OpenAI-compatible engine at this URL instead of
+            a local model (see ``game.backends.remote``).
+        api_key: The server's API key (also ``METHARME_API_KEY``); never saved with a game.
+        server_dialect: ``llama-server`` or ``openai``; None asks the server.
+        server_slot: The llama-server slot this game keeps; None picks an idle one.
     """
 
     model_config = SettingsConfigDict(
@@ -93,6 +98,10 @@ class Settings(BaseSettings):
     sampling: Sampling = Field(default_factory=Sampling)
     choice_mode: Literal["guided", "free"] | None = None
     saves_dir: Path | None = None
+    server_url: str | None = None
+    api_key: SecretStr | None = None
+    server_dialect: Literal["llama-server", "openai"] | None = None
+    server_slot: int | None = Field(None, ge=0, le=4096)
 
     @classmethod
     def settings_customise_sources(
@@ -116,6 +125,9 @@ def model_key(settings: Settings) -> Hashable:
         settings.n_threads,
         settings.n_threads_batch,
         settings.kv_store_mb,
+        settings.server_url,
+        settings.server_dialect,
+        settings.server_slot,
     )
 
 

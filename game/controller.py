@@ -22,18 +22,17 @@ from typing import Any
 
 from game.backends.base import Backend, ProgressCallback
 from game.catalog import ScenarioEntry
-from game.config import ConfigError, Settings, resolve_model_path, resolve_saves_dir
+from game.config import ConfigError, Settings, resolve_saves_dir
 from game.kvstore import persist
 from game.models import ModelHost
 from game.prompt import get_format
-from game.runtime import new_session
+from game.runtime import game_model_info, new_session
 from game.saves import (
     SaveError,
     SaveFolder,
     SaveGame,
     SaveSlot,
     default_save_name,
-    model_info,
     new_session_from_save,
 )
 from game.saves import load as load_save
@@ -140,7 +139,7 @@ class GameController:
         slot = None
         if saving:
             folder = SaveFolder(resolve_saves_dir(settings))
-            model = model_info(resolve_model_path(settings))
+            model = game_model_info(settings)
             slot = SaveSlot.new(
                 folder, name or _unused_default_name(folder, entry), model, entry.pack_id
             )
@@ -180,7 +179,7 @@ class GameController:
         save = save or load_save(path)
         # Checked before the model loads: a bad save should not cost a model load.
         fmt = get_format(explicit.prompt_format or save.prompt_format)
-        model = model_info(resolve_model_path(settings))
+        model = game_model_info(settings)
         notices = []
         if (model.file, model.size) != (save.model.file, save.model.size):
             notices.append(

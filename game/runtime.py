@@ -8,7 +8,12 @@ from game.backends.base import Backend
 from game.config import Settings, resolve_model_path
 from game.kvstore import KvStore
 from game.kvstore import default_folder as default_kv_folder
-from game.prompt import PromptFormat, detect_format, get_format
+from game.prompt import (
+    PromptFormat,
+    detect_format,
+    get_format,
+)
+from game.saves import ModelInfo, model_info
 from game.scenario import Scenario
 from game.session import Session
 
@@ -22,6 +27,10 @@ def open_backend(settings: Settings) -> Backend:
         ConfigError: when no model is configured and the embedded one is missing.
         BackendError: when the model file is missing, not a GGUF, or fails to load.
     """
+    if settings.server_url:
+        from game.backends.remote import open_remote
+
+        return open_remote(settings)
     # Imported here so that commands that never load a model (validate, saves) never pay for
     # loading llama.cpp's shared library.
     from game.backends.llamacpp import LlamaCppBackend
@@ -47,6 +56,15 @@ def kv_store_for(settings: Settings) -> KvStore | None:
 def _detected(backend: Backend) -> tuple[str, str]:
     # Only the llama.cpp backend knows its vocabulary; the others answer None.
     return detect_format(backend.chat_template, getattr(backend, "vocabulary", None))
+
+
+def game_model_info(settings: Settings) -> ModelInfo:
+    """What a save records of the model the settings name: a local file, or a server's model."""
+    if settings.server_url:
+        from game.backends.remote import remote_model_info
+
+        return remote_model_info(settings)
+    return model_info(resolve_model_path(settings))
 
 
 def choose_format(settings: Settings, backend: Backend) -> PromptFormat:

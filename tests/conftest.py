@@ -76,3 +76,14 @@ def real_model(request: pytest.FixtureRequest) -> RealModel:
 
         return RealModel("smollm2", Path(embedded_model_path()), CHATML)
     return RealModel("llama-spm", request.getfixturevalue("llama_spm_path"), METHARME)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real llama-server on the embedded model, 2 slots of 1024 tokens, for the whole run.
+    Fails (never skips) when the binary is not built."""
+    from tests.llama_server import LlamaServer
+
+    server = LlamaServer(tmp_path_factory.mktemp("llama-server")).start()
+    yield server
+    server.stop()

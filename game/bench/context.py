@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from game.backends.llamacpp import LlamaCppBackend
 from game.bench import with_reply_length
 from game.kvcache import CacheMode
 from game.prompt import PromptFormat
@@ -50,6 +51,10 @@ STRATEGIES = (
     Strategy("b", "prefix: llama-cpp-python as it is", "prefix", hysteresis=False),
     Strategy("c", "shift: context shift + hysteresis", "shift", hysteresis=True),
 )
+
+
+# Opens a backend (with ``shifts`` and ``close``) for a cache mode: how a server is benchmarked.
+Opener = Callable[[CacheMode], Any]
 
 
 @dataclass(frozen=True)
@@ -95,17 +100,24 @@ def play(
     seed: int,
     n_gpu_layers: int | None,
     n_threads: int | None,
+    opener: Opener | None = None,
 ) -> tuple[list[TurnCost], float, int]:
     """Play the scripted session with one strategy; return each turn's cost, the wall time and
-    how many times the KV cache was shifted."""
-    backend = LlamaCppBackend(
-        model_path,
-        n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers,
-        n_threads=n_threads,
-        seed=seed,
-        cache_mode=strategy.cache_mode,
-    )
+    how many times the KV cache was shifted. ``opener`` gives the backend for a cache mode
+    (a remote server); None loads ``model_path`` locally."""
+    if opener is not None:
+        backend = opener(strategy.cache_mode)
+    else:
+        from game.backends.llamacpp import LlamaCppBackend
+
+        backend = LlamaCppBackend(
+            model_path,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads,
+            seed=seed,
+            cache_mode=strategy.cache_mode,
+        )
     try:
         session = Session(
             with_reply_length(scenario, reply_tokens),
@@ -174,8 +186,13 @@ def run(
     seed: int,
     n_gpu_layers: int | None = None,
     n_threads: int | None = None,
+    opener: Opener | None = None,
+    model_name: str | None = None,
 ) -> dict[str, object]:
-    """Run the three strategies and return their summaries, the ratios and the targets."""
+    """Run the three strategies and return their summaries, the ratios and the targets. With
+    ``opener`` (a server), each strategy plays on the backend it opens: ``none`` sends
+    ``cache_prompt: false``, ``prefix`` the prompt cache alone, ``shift`` adds the server's KV
+    reuse by shifting (``n_cache_reuse``)."""
     summaries: dict[str, StrategySummary] = {}
     turns_by_strategy: dict[str, list[dict[str, object]]] = {}
     shift_costs: list[TurnCost] = []
@@ -191,6 +208,7 @@ def run(
             seed=seed,
             n_gpu_layers=n_gpu_layers,
             n_threads=n_threads,
+            opener=opener,
         )
         summaries[strategy.key] = summarize(strategy, costs, wall, shifts)
         turns_by_strategy[strategy.key] = [asdict(cost) for cost in costs]
@@ -202,7 +220,7 @@ def run(
     slid_p95 = percentile(slid, 0.95) if slid else None
     steady_median = statistics.median(steady) if steady else None
     return {
-        "model": model_path.name,
+        "model": model_name or model_path.name,
         "format": fmt.name,
         "scenario": scenario.id,
         "turns": turns,
