@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from game import serve
 from game.backends.base import BackendError
 from game.bench.table import format_table
 from game.catalog import (
@@ -37,6 +38,7 @@ from game.yamlsource import YamlLoadError
 if TYPE_CHECKING:
     from game.models import BackendFactory
     from game.tui.app import AdventureApp
+    from game.tui.browser import BrowserMode
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario", help="context: the scenario to play (default haunted-house)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _model_options(bench)
+    serve.add_commands(commands, model_options=_model_options, pack_option=_pack_option)
     return parser
 
 
@@ -356,7 +359,9 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
 
 
 def tui_app(
-    args: argparse.Namespace, backend_factory: BackendFactory | None = None
+    args: argparse.Namespace,
+    backend_factory: BackendFactory | None = None,
+    browser: BrowserMode | None = None,
 ) -> AdventureApp:
     """The TUI app for a ``play``, ``resume`` or bare command line, built exactly as the game
     builds it (tests call this too, with a scripted ``backend_factory``).
@@ -385,6 +390,7 @@ def tui_app(
         start=start,
         overrides=overrides,
         backend_factory=backend_factory,
+        browser=browser,
     )
 
 
@@ -445,6 +451,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "resume": cmd_resume,
     "saves": cmd_saves,
     "bench": cmd_bench,
+    "serve": serve.cmd_serve,
+    "browser-tab": serve.cmd_browser_tab,
 }
 
 
@@ -455,9 +463,14 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    headless = args.command in ("validate", "scenarios", "packs", "saves", "bench") or getattr(
-        args, "headless", False
-    )
+    headless = args.command in (
+        "validate",
+        "scenarios",
+        "packs",
+        "saves",
+        "bench",
+        "serve",
+    ) or getattr(args, "headless", False)
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
         status = _run(args)
