@@ -24,6 +24,7 @@ from game.playerdirs import SAVES_PER, session_folder
 
 if TYPE_CHECKING:
     from game.models import BackendFactory
+    from game.tui.app import AdventureApp
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,11 @@ def _tab_backend_factory() -> BackendFactory | None:
     return scripted
 
 
-def cmd_browser_tab(args: argparse.Namespace) -> int:
-    """One browser tab's game: the TUI with the host's limits, on textual-serve's driver."""
+def browser_tab_app(
+    args: argparse.Namespace, backend_factory: BackendFactory | None = None
+) -> AdventureApp:
+    """The app of one browser tab: built by :func:`game.cli.tui_app`, as ``play`` builds it,
+    with the host's limits (tests build it here too, with a scripted ``backend_factory``)."""
     from game.cli import tui_app
     from game.tui.browser import BrowserMode
 
@@ -212,7 +216,11 @@ def cmd_browser_tab(args: argparse.Namespace) -> int:
     if args.saves_per == "session":
         args.saves = session_folder(base)
     mode = BrowserMode(saves_per=args.saves_per, saves_base=base, host_paths=args.allow_host_paths)
-    args.command = "browser-tab"
-    app = tui_app(args, _tab_backend_factory(), browser=mode)
+    return tui_app(args, backend_factory or _tab_backend_factory(), browser=mode)
+
+
+def cmd_browser_tab(args: argparse.Namespace) -> int:
+    """One browser tab's game, on textual-serve's driver (set in its environment)."""
+    app = browser_tab_app(args)
     app.run()
     return app.return_code or 0

@@ -55,6 +55,11 @@ def find_chromium() -> str | None:
     return None
 
 
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
 class Browser:
     """A headless chromium and its DevTools connection."""
 
@@ -85,8 +90,7 @@ class Browser:
             match = re.search(rb"DevTools listening on (ws://\S+)", raw)
             if match:
                 # Keep draining stderr so that the browser never blocks on a full pipe.
-                stderr = self.process.stderr
-                Thread(target=lambda: [None for _ in stderr], daemon=True).start()
+                Thread(target=_drain, args=(self.process.stderr,), daemon=True).start()
                 return match.group(1).decode()
         raise RuntimeError(f"chromium exited ({self.process.wait()}) without a DevTools url")
 
@@ -197,4 +201,3 @@ class Tab:
         data = await self.send("Page.captureScreenshot", {"format": "png"})
         path.write_bytes(base64.b64decode(data["data"]))
         return path
-
