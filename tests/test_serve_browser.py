@@ -67,10 +67,10 @@ def chromium() -> str:
     return path
 
 
-def start_server(tmp_path: Path, *extra: str) -> Served:
+def start_server(tmp_path: Path, *extra: str, scripted: bool = True) -> Served:
     port = free_port()
     saves, log = tmp_path / "browser-saves", tmp_path / "game.log"
-    env = {**os.environ, SCRIPTED_ENV: "1"}
+    env = {**os.environ, SCRIPTED_ENV: "1" if scripted else "0"}
     command = [sys.executable, "-m", "game", "--log-file", str(log), "serve"]
     command += ["--port", str(port), "--saves", str(saves), *extra]
     process = subprocess.Popen(
@@ -214,6 +214,31 @@ async def test_session_folders_keep_tabs_apart_without_a_name(
         assert len(folders) == 2, folders
         for folder in folders:
             assert only_save(folder, 1).turns[0].text == "Start!"
+    finally:
+        await browser.close()
+        stop_server(served)
+
+
+@pytest.mark.model
+async def test_a_browser_tab_plays_on_the_embedded_model(chromium: str, tmp_path: Path) -> None:
+    served = start_server(
+        tmp_path, "--saves-per", "shared", "--max-tokens", "64", "--seed", "3", scripted=False
+    )
+    browser = Browser(chromium)
+    await browser.start()
+    try:
+        tab = await open_tab(browser, served)
+        served.wait_log(r"start screen shown")
+        await tab.press("Enter")
+        save = only_save(served.saves, 1, timeout=240)
+        assert save.model is not None and save.model.file.endswith(".gguf")
+        reply = save.turns[1]
+        assert reply.text.strip()
+        assert len(reply.choices) == 3  # guided: the grammar gives the options
+        await tab.press("2")
+        save = only_save(served.saves, 2, timeout=240)
+        assert save.turns[2].text == reply.choices[1]
+        keep_screenshot(await tab.screenshot(tmp_path / "browser-embedded-model.png"))
     finally:
         await browser.close()
         stop_server(served)
