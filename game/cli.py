@@ -455,6 +455,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "browser-tab": serve.cmd_browser_tab,
 }
 
+# Commands that print to the terminal (the others run the TUI, which owns it).
+CONSOLE_COMMANDS = ("validate", "scenarios", "packs", "saves", "bench", "serve")
+
 
 def _run(args: argparse.Namespace) -> int:
     return COMMANDS.get(args.command, run_tui)(args)
@@ -463,14 +466,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    headless = args.command in (
-        "validate",
-        "scenarios",
-        "packs",
-        "saves",
-        "bench",
-        "serve",
-    ) or getattr(args, "headless", False)
+    headless = args.command in CONSOLE_COMMANDS or getattr(args, "headless", False)
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
         status = _run(args)

@@ -53,6 +53,9 @@ async def test_a_player_name_picks_the_save_folder_and_bad_names_say_why(tmp_pat
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, PlayerNameScreen)
+        app.action_load()  # from the command palette: nothing to list before the name
+        await pilot.pause()
+        assert isinstance(app.screen, PlayerNameScreen)
         await pilot.press(*"!!!", "enter")
         assert isinstance(app.screen, PlayerNameScreen)
         assert "letter or digit" in str(app.screen.query_one("#player-problem").render())

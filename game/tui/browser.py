@@ -135,6 +135,13 @@ class BrowserApp(AdventureApp):
         # Logged once the screen is drawn and takes keys (the browser tests wait for it).
         self.call_after_refresh(log.info, "browser tab %d: start screen shown", os.getpid())
 
+    def action_load(self) -> None:
+        # The command palette is there before the name is: no folder to list until then.
+        if self.browser.saves_per == "player" and self.player is None:
+            self.notify("Give your name first.", severity="warning")
+            return
+        super().action_load()
+
     def action_settings(self) -> None:
         if not isinstance(self.screen, SettingsScreen):
             self.push_screen(
