@@ -18,7 +18,7 @@ endif
 export CMAKE_ARGS
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: play test lint clean llama-tools
+.PHONY: play test lint clean llama-tools browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 play: $(VENV)/.installed-play
 	$(BIN)/python -m game play $(ARGS)
 
-test: $(VENV)/.installed-test llama-tools
+test: $(VENV)/.installed-test llama-tools browser
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The browser tests (tests/test_serve_browser.py) drive Debian's chromium headless; they fail,
+# not skip, without it. Installs it when missing (needs root and apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # llama.cpp's own llama-server and llama-bench, built once per machine from the same vendored
 # source as llama-cpp-python (cached under ~/.cache/metharme-adventure/llama-tools).

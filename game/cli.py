@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from game import serve
 from game.backends.base import BackendError
 from game.backends.remote_cli import remote_bench_options, remote_options, remote_overrides
 from game.bench.table import format_table
@@ -41,6 +42,7 @@ from game.yamlsource import Problem, YamlLoadError
 if TYPE_CHECKING:
     from game.models import BackendFactory
     from game.tui.app import AdventureApp
+    from game.tui.browser import BrowserMode
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _model_options(bench)
     imports.add_commands(commands)
+    serve.add_commands(commands, model_options=_model_options, pack_option=_pack_option)
     return parser
 
 
@@ -429,7 +432,9 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
 
 
 def tui_app(
-    args: argparse.Namespace, backend_factory: BackendFactory | None = None
+    args: argparse.Namespace,
+    backend_factory: BackendFactory | None = None,
+    browser: BrowserMode | None = None,
 ) -> AdventureApp:
     """The TUI app for a ``play``, ``resume`` or bare command line, built exactly as the game
     builds it (tests call this too, with a scripted ``backend_factory``).
@@ -458,6 +463,7 @@ def tui_app(
         start=start,
         overrides=overrides,
         backend_factory=backend_factory,
+        browser=browser,
     )
 
 
@@ -522,7 +528,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": lambda args: imports.cmd_export(
         args, lambda ref: find_entry(ref, _catalog(args)).scenario
     ),
+    "serve": serve.cmd_serve,
+    "browser-tab": serve.cmd_browser_tab,
 }
+
+# Commands that print to the terminal (the others run the TUI, which owns it).
+CONSOLE_COMMANDS = ("validate", "scenarios", "packs", "saves", "bench", "serve", *imports.COMMANDS)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -532,14 +543,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    headless = args.command in (
-        "validate",
-        "scenarios",
-        "packs",
-        "saves",
-        "bench",
-        *imports.COMMANDS,
-    ) or getattr(args, "headless", False)
+    headless = args.command in CONSOLE_COMMANDS or getattr(args, "headless", False)
     log_file = setup_logging(verbose=args.verbose, log_file=args.log_file, console=headless)
     try:
         status = _run(args)

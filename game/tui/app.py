@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -27,6 +27,9 @@ from game.tui.load import LoadScreen
 from game.tui.play import PlayScreen
 from game.tui.settings import SettingsScreen
 from game.tui.start import StartScreen
+
+if TYPE_CHECKING:
+    from game.tui.browser import BrowserMode
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +222,27 @@ def create_app(
     overrides: dict[str, Any] | None = None,
     backend_factory: Callable[[Settings], Any] | None = None,
     settings_path: Path | None = None,
+    browser: BrowserMode | None = None,
 ) -> AdventureApp:
     """The app as the command line builds it; tests build it here too (with a scripted
-    ``backend_factory``), so that they start it the way a player does."""
+    ``backend_factory``), so that they start it the way a player does. ``browser``: the app
+    of a browser tab (``python -m game serve``), with the host's limits."""
     if backend_factory is None:
         from game.runtime import open_backend
 
         backend_factory = open_backend
+    if browser is not None:
+        from game.tui.browser import BrowserApp
+
+        return BrowserApp(
+            browser=browser,
+            settings=settings,
+            entries=entries,
+            backend_factory=backend_factory,
+            settings_path=settings_path,
+            start=start,
+            overrides=overrides,
+        )
     return AdventureApp(
         settings=settings,
         entries=entries,

@@ -67,14 +67,16 @@ class PlayScreen(Screen[None]):
     """
 
     BINDINGS = [
-        Binding("escape", "stop", "Stop reply"),
-        Binding("ctrl+r", "retry", "Retry", priority=True),
-        Binding("ctrl+z", "undo", "Undo", priority=True),
-        Binding("ctrl+y", "redo", "Redo", priority=True),
-        Binding("ctrl+l", "edit", "Edit last action", priority=True),
-        Binding("ctrl+s", "save", "Save", priority=True),
-        Binding("ctrl+o", "load", "Load", priority=True),
-        Binding("ctrl+n", "new_game", "New game", priority=True),
+        # The ids let a keymap rebind them (App.set_keymap): the browser tab does, see
+        # game.tui.browser.BROWSER_KEYMAP.
+        Binding("escape", "stop", "Stop reply", id="play.stop"),
+        Binding("ctrl+r", "retry", "Retry", priority=True, id="play.retry"),
+        Binding("ctrl+z", "undo", "Undo", priority=True, id="play.undo"),
+        Binding("ctrl+y", "redo", "Redo", priority=True, id="play.redo"),
+        Binding("ctrl+l", "edit", "Edit last action", priority=True, id="play.edit"),
+        Binding("ctrl+s", "save", "Save", priority=True, id="play.save"),
+        Binding("ctrl+o", "load", "Load", priority=True, id="play.load"),
+        Binding("ctrl+n", "new_game", "New game", priority=True, id="play.new_game"),
     ]
 
     busy: reactive[bool] = reactive(True)

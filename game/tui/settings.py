@@ -63,16 +63,22 @@ class SettingsScreen(Screen[None]):
             super().__init__()
             self.settings = settings
 
-    def __init__(self, settings: Settings, path: Path) -> None:
+    def __init__(self, settings: Settings, path: Path, *, host_paths: bool = True) -> None:
         super().__init__()
         self.settings = settings
         self.path = path
+        # False in a browser tab: the model file (a path on the host) is neither shown nor
+        # taken, and what is saved lasts for the tab (see game.tui.browser).
+        self.host_paths = host_paths
+        self.text_fields = [
+            field for field in TEXT_FIELDS if host_paths or field[0] != "model_path"
+        ]
 
     def compose(self) -> ComposeResult:
         settings = self.settings
         yield Header(show_clock=False)
         with VerticalScroll(id="settings-form"):
-            for name, label, placeholder in TEXT_FIELDS:
+            for name, label, placeholder in self.text_fields:
                 value = getattr(settings, name)
                 yield Label(label)
                 yield Input("" if value is None else str(value), placeholder=placeholder, id=name)
@@ -107,13 +113,15 @@ class SettingsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "Settings"
-        self.sub_title = str(self.path)
-        self.query_one(f"#{TEXT_FIELDS[0][0]}", Input).focus()
+        self.sub_title = str(self.path) if self.host_paths else "for this browser tab"
+        self.query_one(f"#{self.text_fields[0][0]}", Input).focus()
 
     def _collect(self) -> dict[str, Any]:
         # Fields the form does not show (the save folder) keep their values.
         data: dict[str, Any] = {"saves_dir": self.settings.saves_dir}
-        for name, _, _ in TEXT_FIELDS:
+        if not self.host_paths:
+            data["model_path"] = self.settings.model_path
+        for name, _, _ in self.text_fields:
             value = self.query_one(f"#{name}", Input).value.strip()
             if value:
                 data[name] = Path(value) if name == "model_path" else value
