@@ -297,3 +297,15 @@ async def test_resume_by_name_on_the_real_model():
         await settle(pilot)
         assert app.screen.session.turn == 2
     assert SaveFolder(saves_folder()).listing()[0].save.turn_count == 2
+
+
+async def test_notifications_are_plain_text():
+    """A save name or a model error may hold Rich markup; a notification shows it as written."""
+    app, _ = app_for(["play"])
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(pilot)
+        app.notify("model file not found: /tmp/[/]bad[b].gguf", severity="error")
+        app.screen.notify("save [red]x[/red] [/]")
+        await pilot.pause(0.3)
+        shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
+        assert "[/]bad[b].gguf" in shown and "[red]x[/red]" in shown

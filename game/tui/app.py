@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from game.catalog import ScenarioEntry
@@ -86,6 +87,19 @@ class AdventureApp(App[None]):
     @property
     def saves(self) -> SaveFolder:
         return SaveFolder(resolve_saves_dir(self.settings))
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification is plain text, whatever the caller says: they carry save names,
+        file names and model errors, and a ``[/]`` in one must show, not crash the app."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # -- screens -----------------------------------------------------------------------------------
 
