@@ -21,11 +21,14 @@ from game.config import embedded_model_path
 START_TIMEOUT_S = 60.0
 
 
+# Read when the tests are collected, before a test gives itself a private cache folder: the
+# build lives in the machine's own cache.
+_CACHE_HOME = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+_TOOLS_DIR = os.environ.get("LLAMA_TOOLS_DIR")
+
+
 def tools_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(
-        os.environ.get("LLAMA_TOOLS_DIR") or Path(base) / "metharme-adventure" / "llama-tools"
-    )
+    return Path(_TOOLS_DIR or Path(_CACHE_HOME) / "metharme-adventure" / "llama-tools")
 
 
 def find_llama_server() -> Path:

@@ -260,18 +260,39 @@ async def test_escape_stops_a_long_prompt_read_and_changes_nothing():
 @pytest.mark.model
 async def test_settings_during_a_game_on_the_real_model():
     """The F2 crash lived in llama.cpp: a closed model used by the game in play."""
-    app = tui_app_for(["play", "--n-ctx", "1024", "--max-tokens", "48", "--seed", "1"])
+    from game.runtime import open_backend
+
+    def slowed(settings):
+        # The real model, each token held back a little, so that the settings are surely
+        # saved while a reply is written.
+        backend = open_backend(settings)
+        generate = backend.generate
+
+        def slow_generate(segments, request, on_token, on_progress=None):
+            def slow(token, text):
+                time.sleep(0.03)
+                return on_token(token, text)
+
+            return generate(segments, request, slow, on_progress)
+
+        backend.generate = slow_generate
+        return backend
+
+    argv = ["play", "--n-ctx", "1024", "--max-tokens", "120", "--seed", "1"]
+    app = tui_app_for(argv, backend_factory=slowed)
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
         first = app.screen.game.backend
         # Saved while the next reply is written: no freeze, no crash.
-        await pilot.press(*"I wait.", "enter")
-        await wait_until(pilot, lambda: app.screen.busy)
+        app.screen.query_one(ActionInput).value = "I wait."
+        await pilot.press("enter")
+        writing = app.screen.busy
         await change_settings(pilot, n_ctx="768")
         await settle(pilot)
         await pilot.press(*"I listen.", "enter")
         await settle(pilot)
         screen = app.screen
+        assert writing, "the settings were meant to be saved while a reply was written"
         assert screen.session.turn == 3 and screen.session.backend is first
         assert "context" in str(screen.query_one(StatusLine).render())
         await pilot.press("ctrl+n")

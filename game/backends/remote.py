@@ -273,19 +273,21 @@ class RemoteBackend:
         return self.dialect.tokenize(text, special=special, add_special=False)
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 - one backend a game; the cache dies with it
-    def _tokenize_cached(self, text: str, special: bool) -> tuple[int, ...]:
-        if not self._space_prefix:
+    def _tokenize_cached(self, text: str, special: bool, at_start: bool) -> tuple[int, ...]:
+        # As the local backend does: at the start of a prompt the server's own tokenization
+        # (SentencePiece's leading space included); in mid-prompt, after a newline anchor.
+        if at_start or not self._space_prefix:
             return tuple(self._raw_tokenize(text, special=special))
         anchored = self._raw_tokenize("\n" + text, special=special)
         if anchored[: len(self._anchor)] == self._anchor:
             return tuple(anchored[len(self._anchor) :])
         return tuple(self._raw_tokenize(text, special=special))
 
-    def tokenize(self, text: str, *, special: bool) -> list[int]:
+    def tokenize(self, text: str, *, special: bool, at_start: bool = False) -> list[int]:
         if not text:
             return []
         self._check_open()
-        return list(self._tokenize_cached(text, special))
+        return list(self._tokenize_cached(text, special, at_start))
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         if not tokens:
