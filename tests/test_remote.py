@@ -245,6 +245,9 @@ def test_a_slot_another_game_is_using_gives_one_line(llama_server):
     finally:
         release.set()
         thread.join(timeout=120)
+        # The server drops the stopped reply at its next token: leave slot 0 idle for the
+        # tests after this one.
+        _wait_idle(holder)
 
 
 def test_a_slot_the_server_does_not_have(llama_server):
