@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import cardfixtures as fx
-from tests.factories import REPO
-
-
-def run_game(*args: str, stdin: str = "", tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "game", "--log-file", str(tmp_path / "game.log"), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-        env=os.environ.copy(),
-    )
+from tests.test_cli import run_game
 
 
 def packs_dir() -> Path:

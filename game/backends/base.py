@@ -27,6 +27,21 @@ class GenerationCancelled(BackendError):
     """The caller cancelled a generation before its reply started (while the prompt was read)."""
 
 
+def joined_prompt(segments: Sequence[Sequence[int]], n_ctx: int, context: str) -> list[int]:
+    """The prompt's tokens, the segments joined, checked before a backend spends anything on
+    them; ``context`` names the context in the error (``n_ctx 2048``).
+
+    Raises:
+        BackendError: when the prompt is empty or leaves no room in the context.
+    """
+    prompt = [token for segment in segments for token in segment]
+    if not prompt:
+        raise BackendError("empty prompt")
+    if len(prompt) >= n_ctx:
+        raise BackendError(f"prompt of {len(prompt)} tokens does not fit {context}")
+    return prompt
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What to generate after a prompt.

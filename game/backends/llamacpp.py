@@ -31,6 +31,7 @@ from game.backends.base import (
     GenerationStats,
     ProgressCallback,
     TokenCallback,
+    joined_prompt,
 )
 from game.backends.grammar_sampling import CheckedGrammarSampler
 from game.config import model_file_problem
@@ -305,11 +306,7 @@ class LlamaCppBackend:
         on_token: TokenCallback,
         on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
-        prompt = [token for segment in segments for token in segment]
-        if not prompt:
-            raise BackendError("empty prompt")
-        if len(prompt) >= self.n_ctx:
-            raise BackendError(f"prompt of {len(prompt)} tokens does not fit n_ctx {self.n_ctx}")
+        prompt = joined_prompt(segments, self.n_ctx, f"n_ctx {self.n_ctx}")
         with self._lock:
             self._check_open()
             try:

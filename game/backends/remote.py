@@ -25,6 +25,7 @@ from game.backends.base import (
     GenerationStats,
     ProgressCallback,
     TokenCallback,
+    joined_prompt,
 )
 from game.backends.dialects import Dialect, LlamaServerDialect, OpenAIDialect, ReplyReader
 from game.backends.http import HttpClient, HttpStatusError
@@ -306,13 +307,7 @@ class RemoteBackend:
         on_token: TokenCallback,
         on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
-        prompt = [token for segment in segments for token in segment]
-        if not prompt:
-            raise BackendError("empty prompt")
-        if len(prompt) >= self.n_ctx:
-            raise BackendError(
-                f"prompt of {len(prompt)} tokens does not fit the server's context of {self.n_ctx}"
-            )
+        prompt = joined_prompt(segments, self.n_ctx, f"the server's context of {self.n_ctx}")
         with self._lock:
             self._check_open()
             self.check_slot()
