@@ -66,7 +66,8 @@ def _safe_member(name: str) -> str | None:
     if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return None
     parts = PurePosixPath(name).parts
-    if any(part in ("..", "") for part in parts):
+    # A nameless entry (zipfile cuts a name at a NUL byte) has no place in the pack either.
+    if not parts or any(part in ("..", "") for part in parts):
         return None
     return "/".join(parts)
 
