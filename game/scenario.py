@@ -157,6 +157,12 @@ class Scenario(BaseModel):
     sampling: Sampling = Field(default_factory=Sampling)
     lore: list[LoreEntry] = Field(default_factory=list, max_length=200)
     lore_budget: Annotated[int, Field(ge=0, le=4096)] = 256
+    # What the story must not forget (pinned after the system prompt), and the author's note
+    # placed before each action: the player's to edit, these are their starting text.
+    memory: Annotated[SafeText, Field(min_length=1, max_length=4000)] | None = None
+    authors_note: Annotated[SafeText, Field(min_length=1, max_length=1000)] | None = None
+    # Tokens the story-so-far summary may take once exchanges leave the window.
+    summary_budget: Annotated[int, Field(ge=32, le=1024)] = 200
 
     @model_validator(mode="after")
     def _check_prompt_source(self) -> Scenario:

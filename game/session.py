@@ -23,6 +23,15 @@ from game.choices import (
 )
 from game.grammar import OPTIONS_LEAD, options_grammar, reply_grammar
 from game.lore import lore_text
+from game.memory import (
+    DEFAULT_SUMMARY_BUDGET,
+    StoryMemory,
+    Summary,
+    memory_text,
+    note_text,
+    summary_request,
+    summary_text,
+)
 from game.prompt import PromptFormat, render
 from game.scenario import LoreEntry, Sampling, Scenario, render_system_prompt
 from game.streaming import StopScanner
@@ -70,6 +79,27 @@ class SessionState:
     undone: list[Exchange]
     window_start: int
     generations: int
+    memory: StoryMemory
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    """One segment of a prompt, for the context view: what it is and what it costs."""
+
+    kind: str  # system, memory, summary, exchange, lore, note, action, reply
+    label: str
+    tokens: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SummaryJob:
+    """A summary to write: the prompt's segments, and how many exchanges it will cover."""
+
+    through: int
+    old: Summary | None
+    segments: list[tuple[int, ...]]
+    max_tokens: int
 
 
 class SessionError(Exception):
@@ -92,6 +122,7 @@ class TurnResult:
     notices: list[str] = field(default_factory=list)
     option_passes: int = 0
     lore: list[str] = field(default_factory=list)
+    segments: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
         """The turn as the JSON object ``play --headless --json`` prints."""
@@ -113,6 +144,7 @@ class TurnResult:
             "window_slid": self.slid,
             "option_passes": self.option_passes,
             "lore": self.lore,
+            "segments": self.segments,
             "notices": self.notices,
         }
 
@@ -133,6 +165,8 @@ class Session:
             of the prompt budget.
         fixed_reply_tokens: Make every reply exactly this long, in one free pass with the
             model's end token masked (for benchmarks that need the same work each turn).
+        summaries: Whether the story-so-far is summarized as exchanges leave the window (the
+            window then keeps room for it; :class:`GameController` has it written).
     """
 
     def __init__(
@@ -146,6 +180,7 @@ class Session:
         seed: int | None = None,
         headroom: int | None = None,
         fixed_reply_tokens: int | None = None,
+        summaries: bool = True,
     ):
         self.scenario = scenario
         self.backend = backend
@@ -170,6 +205,10 @@ class Session:
         self.undone: list[Exchange] = []
         self.window_start = 0
         self.generations = 0
+        self.memory = StoryMemory(
+            memory=scenario.memory or "", note=scenario.authors_note or "", auto_summary=summaries
+        )
+        self._segments: dict[tuple[str, str], Segment] = {}
         self.headroom = self.budget // 4 if headroom is None else headroom
         if len(self.system) + len(self._model_open) + 8 > self.budget:
             raise SessionError(
@@ -219,19 +258,186 @@ class Session:
         return self.exchanges[self.window_start :]
 
     def context_tokens(self) -> int:
-        """Tokens the current window holds (system prompt and kept exchanges)."""
-        return len(self.system) + sum(ex.token_count for ex in self.kept_exchanges())
+        """Tokens the current window holds (pinned segments and kept exchanges)."""
+        pinned = sum(len(segment) for segment in self.pinned_segments())
+        return pinned + sum(ex.token_count for ex in self.kept_exchanges())
+
+    # -- memory ----------------------------------------------------------------------------------
+
+    @property
+    def summary_budget(self) -> int:
+        return self.scenario.summary_budget or DEFAULT_SUMMARY_BUDGET
+
+    def _system_segment(self, kind: str, text: str) -> Segment | None:
+        """A system segment of ``text`` (memoized: the same text gives the same tokens)."""
+        if not text:
+            return None
+        key = (kind, text)
+        segment = self._segments.get(key)
+        if segment is None:
+            if len(self._segments) > 64:
+                self._segments.clear()
+            segment = self._segments[key] = make_segment(self.backend, self.format, "system", text)
+        return segment
+
+    def pinned_parts(self, window_start: int | None = None) -> list[tuple[str, Segment]]:
+        """The segments every prompt starts with, by kind: the system prompt, the memory, and
+        the story so far for a window starting at ``window_start`` (the current one by
+        default)."""
+        start = self.window_start if window_start is None else window_start
+        parts: list[tuple[str, Segment]] = [("system", self.system)]
+        memory = self._system_segment("memory", memory_text(self.memory.memory))
+        if memory is not None:
+            parts.append(("memory", memory))
+        summary = self._system_segment("summary", summary_text(self.memory.active(start)))
+        if summary is not None:
+            parts.append(("summary", summary))
+        return parts
+
+    def pinned_segments(self, window_start: int | None = None) -> list[Segment]:
+        """The segments of :meth:`pinned_parts`."""
+        return [segment for _, segment in self.pinned_parts(window_start)]
+
+    def _pinned_reserve(self, window_start: int) -> int:
+        """Tokens the window keeps for the pinned segments when it starts at
+        ``window_start``. Once exchanges have left the window (with summaries on) that is the
+        summary's whole budget (a quarter of the prompt at most), so that a summary written
+        later does not make the window slide again."""
+        parts = self.pinned_parts(window_start)
+        reserve = sum(len(segment) for _, segment in parts)
+        if self.memory.auto_summary and window_start > 0:
+            written = sum(len(segment) for kind, segment in parts if kind == "summary")
+            wanted = min(self.summary_budget + 16, self.budget // 4)
+            reserve += max(wanted - written, 0)
+        return reserve
+
+    def _fit(self, pending_tokens: int) -> int:
+        """Where the window starts for a turn whose new segments take ``pending_tokens``."""
+
+        def fit(reserve: int) -> int:
+            return fit_window(
+                system_tokens=reserve,
+                exchange_tokens=[exchange.token_count for exchange in self.exchanges],
+                pending_tokens=pending_tokens,
+                budget=self.budget,
+                start=self.window_start,
+                headroom=self.headroom,
+            )
+
+        start = fit(self._pinned_reserve(self.window_start))
+        # A first slide reserves room for the summary to come: fit again with it, so that the
+        # slide frees its headroom beyond the reserve too.
+        reserve = self._pinned_reserve(start)
+        if reserve > self._pinned_reserve(self.window_start):
+            start = fit(reserve)
+        return start
+
+    def note_segment(self) -> Segment | None:
+        """The author's note's segment, or None when there is no note."""
+        return self._system_segment("note", note_text(self.memory.note))
+
+    @property
+    def summary_pending(self) -> bool:
+        """Whether exchanges have left the window that no summary covers yet (and summaries
+        are on)."""
+        if not self.memory.auto_summary:
+            return False
+        active = self.memory.active(self.window_start)
+        return self.window_start > (active.through if active else 0)
+
+    def summary_job(self) -> SummaryJob | None:
+        """The summary to write now, or None when none is pending."""
+        if not self.summary_pending:
+            return None
+        old = self.memory.active(self.window_start)
+        first = old.through if old else 0
+        through = self.window_start
+        events = [(ex.player.text, ex.narrative) for ex in self.exchanges[first:through]]
+        request = summary_request(
+            self.scenario.title,
+            old.text if old else "",
+            events,
+            self.summary_budget,
+            self.memory.memory,
+        )
+        # The material is cut from its start when it is too long for the context: the newest
+        # events matter most, and the old summary is at the start.
+        max_tokens = self.summary_budget
+        system = self.backend.bos() + tokenize_pieces(
+            self.backend, self.format, "system", request.instruction, at_start=True
+        )
+        room = self.backend.n_ctx - max_tokens - len(system) - len(self._model_open) - 16
+        material = request.material
+        user = make_segment(self.backend, self.format, "user", material)
+        if len(user) > room:
+            tokens = self.backend.tokenize(material, special=False)
+            material = self.backend.detokenize(tokens[len(tokens) - max(room - 8, 0) :])
+            user = make_segment(self.backend, self.format, "user", material)
+        return SummaryJob(
+            through=through,
+            old=old,
+            segments=[tuple(system), user.tokens, self._model_open],
+            max_tokens=max_tokens,
+        )
+
+    def apply_summary(self, job: SummaryJob, text: str) -> bool:
+        """Keep a written summary; False (nothing kept) when the game moved on so that the
+        job no longer fits it, or the text is empty."""
+        if not text.strip() or job.through > len(self.exchanges):
+            return False
+        if self.memory.active(self.window_start) != job.old:
+            return False
+        self.memory.add(Summary(job.through, text.strip()))
+        return True
+
+    def window_segments(self) -> list[Sequence[int]]:
+        """The prompt as the window stands, up to the end of the last exchange: what the next
+        turn's prompt starts with (for a backend to prepare while the player reads)."""
+        history: list[Sequence[int]] = [seg.tokens for seg in self.pinned_segments()]
+        for exchange in self.kept_exchanges():
+            history += [exchange.player.tokens, exchange.reply.tokens]
+        return history
+
+    def context_view(self, action: str | None = None) -> list[PromptPart]:
+        """The prompt of the next turn segment by segment, as the model will read it (before
+        any slide that turn would need); with ``action``, its lore, note and action too."""
+        labels = {"system": "system prompt", "memory": "memory", "summary": "story so far"}
+        parts = [
+            PromptPart(kind, labels[kind], len(segment), segment.text)
+            for kind, segment in self.pinned_parts()
+        ]
+        for index, exchange in enumerate(self.kept_exchanges(), start=self.window_start + 1):
+            parts.append(
+                PromptPart("exchange", f"turn {index}", exchange.token_count, exchange.player.text)
+            )
+        if action is not None:
+            entries = self._lore_for(action)
+            if entries:
+                lore_segment = make_segment(self.backend, self.format, "system", lore_text(entries))
+                parts.append(PromptPart("lore", "lore", len(lore_segment), lore_segment.text))
+        note = self.note_segment()
+        if note is not None:
+            parts.append(PromptPart("note", "author's note", len(note), note.text))
+        if action is not None:
+            player = make_segment(self.backend, self.format, "user", action)
+            parts.append(PromptPart("action", "your action", len(player), action))
+        return parts
 
     def prompt_text(self, action: str | None = None) -> str:
         """The text of the window as a prompt; with ``action``, as the next turn would send it
-        (its triggered lore included; before any slide that turn would need)."""
-        turns: list[tuple[str, str]] = []
+        (its triggered lore and the author's note included; before any slide that turn would
+        need)."""
+        pinned = self.pinned_segments()
+        turns: list[tuple[str, str]] = [("system", segment.text) for segment in pinned[1:]]
         for exchange in self.kept_exchanges():
             turns += [("user", exchange.player.text), ("model", exchange.reply.text)]
         if action is not None:
             entries = self._lore_for(action)
             if entries:
                 turns.append(("system", lore_text(entries)))
+            note = self.note_segment()
+            if note is not None:
+                turns.append(("system", note.text))
             turns.append(("user", action))
         return render(self.format.name, self.system_prompt, turns)
 
@@ -249,7 +455,9 @@ class Session:
 
     def _player_segment(self, action: str, notices: list[str], *, reserved: int = 0) -> Segment:
         segment = make_segment(self.backend, self.format, "user", action)
-        room = self.budget - len(self.system) - len(self._model_open) - reserved
+        room = (
+            self.budget - self._pinned_reserve(self.window_start) - len(self._model_open) - reserved
+        )
         if len(segment) <= room:
             return segment
         markers = len(make_segment(self.backend, self.format, "user", ""))
@@ -302,6 +510,8 @@ class Session:
         on_progress: ProgressCallback | None,
     ) -> TurnResult:
         notices: list[str] = []
+        # A new turn after an undo: summaries of exchanges that are gone go too.
+        self.memory.forget_after(len(self.exchanges))
         entries = self._lore_for(action)
         # Triggered lore is a system segment just before the new player turn, not part of the
         # pinned system prompt: the cached prompt before it stays valid, and next turn its span
@@ -312,23 +522,33 @@ class Session:
             else None
         )
         lore_tokens = len(lore_segment) if lore_segment else 0
-        player = self._player_segment(action, notices, reserved=lore_tokens)
-        start = fit_window(
-            system_tokens=len(self.system),
-            exchange_tokens=[exchange.token_count for exchange in self.exchanges],
-            pending_tokens=lore_tokens + len(player) + len(self._model_open),
-            budget=self.budget,
-            start=self.window_start,
-            headroom=self.headroom,
-        )
+        # The author's note sits just before the action, like lore: only its own tokens are
+        # read each turn, and next turn its span is dropped from the cache.
+        note = self.note_segment()
+        if note is not None and len(note) + lore_tokens > self.budget // 4:
+            notices.append("The author's note was left out this turn: it is too long.")
+            note = None
+        extra_tokens = lore_tokens + (len(note) if note else 0)
+        player = self._player_segment(action, notices, reserved=extra_tokens)
+        start = self._fit(extra_tokens + len(player) + len(self._model_open))
         slid = start != self.window_start
         if slid:
             log.info("window slides: exchanges %d..%d leave", self.window_start, start - 1)
-        history = [self.system.tokens]
+        segments = dict.fromkeys(("system", "memory", "summary", "exchanges"), 0)
+        history: list[Sequence[int]] = []
+        for kind, segment in self.pinned_parts(start):
+            history.append(segment.tokens)
+            segments[kind] = len(segment)
         for exchange in self.exchanges[start:]:
             history += [exchange.player.tokens, exchange.reply.tokens]
+            segments["exchanges"] += exchange.token_count
+        segments["lore"] = lore_tokens
         if lore_segment is not None:
             history.append(lore_segment.tokens)
+        segments["note"] = len(note) if note else 0
+        if note is not None:
+            history.append(note.tokens)
+        segments["action"] = len(player)
         history.append(player.tokens)
 
         reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop, on_progress)
@@ -352,6 +572,7 @@ class Session:
             notices=notices,
             option_passes=reply.option_passes,
             lore=[entry.keys[0] if entry.keys else entry.text[:20] for entry in entries],
+            segments=segments,
         )
 
     def _request(
@@ -376,7 +597,11 @@ class Session:
     def checkpoint(self) -> SessionState:
         """The game's state as it stands, for :meth:`rollback`."""
         return SessionState(
-            list(self.exchanges), list(self.undone), self.window_start, self.generations
+            list(self.exchanges),
+            list(self.undone),
+            self.window_start,
+            self.generations,
+            self.memory.copy(),
         )
 
     def rollback(self, state: SessionState) -> None:
@@ -385,6 +610,7 @@ class Session:
         self.undone = list(state.undone)
         self.window_start = state.window_start
         self.generations = state.generations
+        self.memory = state.memory.copy()
 
     def _window_before(self, count: int) -> int:
         """Where the window started when the first ``count`` exchanges were all there was."""

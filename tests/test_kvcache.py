@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from game.backends.scripted import ScriptedBackend
-from game.kvcache import MIN_SHIFT_MATCH, CachePlan, apply, plan
+from game.kvcache import MIN_REPLACE_MATCH, MIN_SHIFT_MATCH, CachePlan, apply, plan
 from game.prompt import METHARME
 from game.session import Session
 from tests.factories import make_scenario
@@ -38,7 +38,7 @@ def test_shift_drops_the_span_that_left_the_window():
     result = plan(cached, prompt, "shift")
     assert result.drop == (len(SYSTEM), len(SYSTEM + E1 + E2))
     assert result.reuse == len(SYSTEM + E3 + REPLY_TAIL)
-    assert apply(cached, result) == prompt[: result.reuse]
+    assert apply(cached, prompt, result)[: result.reuse] == prompt[: result.reuse]
 
 
 def test_shift_ignores_a_short_coincidental_match():
@@ -56,13 +56,55 @@ def test_shift_accepts_a_short_tail_that_runs_to_the_end_of_the_cache():
     )
 
 
+def test_shift_replaces_an_old_summary_by_a_new_one_evaluated_in_place():
+    old_summary, new_summary = list(range(900, 910)), list(range(950, 975))
+    kept = list(range(1000, 1000 + 2 * MIN_REPLACE_MATCH))
+    cached = SYSTEM + old_summary + E1 + E2 + kept + REPLY_TAIL
+    prompt = SYSTEM + new_summary + kept + NEW
+    result = plan(cached, prompt, "shift")
+    start = len(SYSTEM)
+    assert result.drop == (start, start + len(old_summary + E1 + E2))
+    assert result.insert == len(new_summary)
+    assert result.reuse == len(SYSTEM + new_summary + kept)
+    assert result.evaluated(len(prompt)) == len(new_summary + NEW)
+    assert apply(cached, prompt, result)[: result.reuse] == prompt[: result.reuse]
+
+
+def test_a_replacement_reuses_the_kept_tail_not_a_quote_of_a_dropped_exchange():
+    # The new summary quotes a run of an exchange that left the window: aligning on the quote
+    # would cost the whole kept tail, so the kept tail is what lines up.
+    quote = list(range(700, 700 + MIN_REPLACE_MATCH + 4))
+    tail = list(range(1000, 1000 + 3 * MIN_REPLACE_MATCH))
+    cached = SYSTEM + E1 + quote + E2 + tail
+    prompt = SYSTEM + [5] + quote + [6] + tail
+    result = plan(cached, prompt, "shift")
+    assert result.drop == (len(SYSTEM), len(SYSTEM + E1 + quote + E2))
+    assert result.insert == len([5] + quote + [6])
+    assert result.reuse == len(prompt) - 1
+
+
+def test_a_replacement_needs_a_long_run():
+    short = list(range(700, 700 + MIN_REPLACE_MATCH - 1))
+    cached = SYSTEM + E1 + short + [1]
+    prompt = SYSTEM + [5, 6] + short + [2]
+    assert plan(cached, prompt, "shift") == CachePlan(None, len(SYSTEM))
+
+
 tokens = st.lists(st.integers(0, 6), max_size=60)
+long_tokens = st.lists(st.integers(0, 3), max_size=200)
+
+
+@given(cached=long_tokens, prompt=long_tokens.filter(bool))
+def test_a_replacing_plan_leaves_a_cache_that_starts_like_the_prompt(cached, prompt):
+    result = plan(cached, prompt, "shift")
+    assert apply(cached, prompt, result)[: result.reuse] == prompt[: result.reuse]
+    assert 0 <= result.evaluated(len(prompt)) <= len(prompt)
 
 
 @given(cached=tokens, prompt=tokens.filter(bool), mode=st.sampled_from(["none", "prefix", "shift"]))
 def test_a_plan_always_leaves_a_cache_that_starts_like_the_prompt(cached, prompt, mode):
     result = plan(cached, prompt, mode)
-    kept = apply(cached, result)
+    kept = apply(cached, prompt, result)[: result.reuse]
     assert kept == prompt[: result.reuse]
     assert result.reuse < len(prompt)
     if mode != "none":
@@ -81,7 +123,7 @@ def session_on(mode: str, n_ctx: int = 700) -> tuple[Session, ScriptedBackend]:
     backend = ScriptedBackend(replies=(REPLY,), n_ctx=n_ctx, cache_mode=mode)  # type: ignore[arg-type]
     # Room enough that every reply ends on the model's end token, so all of it is cached.
     scenario = make_scenario(sampling={"max_tokens": 120}, choice_mode="free")
-    return Session(scenario, backend, METHARME), backend
+    return Session(scenario, backend, METHARME, summaries=False), backend
 
 
 def new_tokens(session: Session, backend: ScriptedBackend) -> int:

@@ -128,6 +128,13 @@ class Backend(Protocol):
         """Whether ``GenerationRequest.grammar`` is honoured."""
         ...
 
+    @property
+    def edits_cache_in_place(self) -> bool:
+        """Whether the KV cache can drop a span of the prompt, or replace one by new tokens
+        evaluated in place, without reading what follows again (False: a changed summary makes
+        the prompt after it be read again)."""
+        ...
+
     def bos(self) -> list[int]:
         """The tokens that start every prompt (the BOS token when the model wants one)."""
         ...
@@ -153,4 +160,23 @@ class Backend(Protocol):
         ``on_token`` returns False. ``on_progress`` hears how far prompt reading has come and
         may cancel it (GenerationCancelled). Raises BackendError when generation fails.
         """
+        ...
+
+    def generate_aside(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
+    ) -> GenerationStats:
+        """Like :meth:`generate`, for a prompt that is not the game's (the story-so-far
+        summary): the game's cached prompt is kept where the backend can keep it apart."""
+        ...
+
+    def prepare(
+        self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
+    ) -> GenerationStats:
+        """Make the KV cache hold the prompt ``segments`` without generating: a span that
+        changed is evaluated in place (see :mod:`game.kvcache`), the rest read as needed.
+        ``on_progress`` may cancel it (GenerationCancelled); what was done stays cached."""
         ...

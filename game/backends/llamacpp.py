@@ -15,14 +15,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import llama_cpp
 from llama_cpp._internals import LlamaSampler
 
 from game import kvcache
-from game.backends import llama_log, llama_state
+from game.backends import llama_inplace, llama_log, llama_state
 from game.backends.base import (
     BackendError,
     FinishReason,
@@ -50,6 +50,10 @@ MIN_STORE_GAIN = 32
 # The cache is stored before a prompt replaces it when it holds at least this many tokens and
 # the new prompt keeps less than half of them (another game; not a retry or an undo).
 MIN_STORE_TOKENS = 64
+# Work the player may be waiting on to stop (a summary written while they read, or evaluated
+# in place) checks for a cancel after each batch of this many tokens: a 7B model on a CPU
+# reads it in about a second.
+BACKGROUND_BATCH = 32
 
 
 def gpu_offload_supported() -> bool:
@@ -121,6 +125,7 @@ class LlamaCppBackend:
         # for the generation that called it; ``close`` takes both.
         self._lock = threading.Lock()
         self._vocab_lock = threading.Lock()
+        self._side: llama_inplace.SideContext | None = None
         self._closed = False
         # verbose=True keeps llama-cpp-python from dup2-ing the process's stdout and stderr to
         # /dev/null while it loads (which would blank a TUI drawing from another thread); its
@@ -215,6 +220,10 @@ class LlamaCppBackend:
     def supports_grammar(self) -> bool:
         return True
 
+    @property
+    def edits_cache_in_place(self) -> bool:
+        return self.can_shift and self.cache_mode == "shift"
+
     def bos(self) -> list[int]:
         return [self._llm.token_bos()] if self._add_bos else []
 
@@ -275,13 +284,42 @@ class LlamaCppBackend:
         """The tokens whose keys and values are in the KV cache, in order."""
         return self._llm.input_ids[: self._llm.n_tokens].tolist()
 
-    def _prepare_cache(self, prompt: Sequence[int]) -> int:
-        """Make the KV cache hold the longest start of ``prompt`` it can; return its length."""
+    def _prepare_cache(
+        self,
+        prompt: Sequence[int],
+        boundaries: set[int],
+        on_progress: ProgressCallback | None = None,
+        *,
+        whole: bool = False,
+    ) -> tuple[int, int]:
+        """Make the KV cache hold the longest start of ``prompt`` it can, in up to
+        :data:`kvcache.MAX_EDITS` edits: spans removed, or replaced by prompt tokens evaluated
+        in place. ``whole`` lets it hold all of ``prompt`` (nothing is sampled after it).
+        Returns the prompt tokens it holds and how many were evaluated in place."""
         mode = self.cache_mode if self.can_shift or self.cache_mode == "none" else "prefix"
-        cache_plan = kvcache.plan(self.cached_tokens, prompt, mode)
-        if cache_plan.drop is not None:
-            self._drop_span(*cache_plan.drop)
-        return cache_plan.reuse
+        planned = [*prompt, -1] if whole else prompt  # -1: never cached, never reused
+        inserted = 0
+        for _ in range(kvcache.MAX_EDITS):
+            cache_plan = kvcache.plan(self.cached_tokens, planned, mode, boundaries)
+            if cache_plan.drop is None:
+                break
+            start, end = cache_plan.drop
+            if not cache_plan.insert:
+                self._drop_span(start, end)
+                continue
+            size = self._llm.n_tokens
+            room = self.n_ctx - start - cache_plan.insert
+            self.shifts += 1
+            inserted += llama_inplace.replace_span(
+                self._llm,
+                start,
+                end,
+                prompt[start : start + cache_plan.insert],
+                max(min(size - end, room), 0),
+                step=BACKGROUND_BATCH if on_progress is not None else self._llm.n_batch,
+                on_progress=on_progress,
+            )
+        return cache_plan.reuse, inserted
 
     def _drop_span(self, start: int, end: int) -> None:
         """Remove cache positions [start, end) and shift the rest down, keeping the record of
@@ -310,7 +348,7 @@ class LlamaCppBackend:
         with self._lock:
             self._check_open()
             try:
-                return self._generate(prompt, request, on_token, on_progress)
+                return self._generate(prompt, segments, request, on_token, on_progress)
             except (RuntimeError, OSError, ValueError) as exc:
                 # The cache may hold half a batch: start from scratch next time.
                 self._llm.reset()
@@ -319,6 +357,7 @@ class LlamaCppBackend:
     def _generate(
         self,
         prompt: list[int],
+        segments: Sequence[Sequence[int]],
         request: GenerationRequest,
         on_token: TokenCallback,
         on_progress: ProgressCallback | None,
@@ -326,10 +365,10 @@ class LlamaCppBackend:
         started = time.perf_counter()
         llm = self._llm
         self._store_before_switch(prompt)
-        reuse = self._prepare_cache(prompt)
+        reuse, inserted = self._prepare_cache(prompt, kvcache.segment_starts(segments))
         llm.n_tokens = reuse
         reuse, loaded = self._load_stored(prompt, reuse)
-        evaluated = len(prompt) - reuse
+        evaluated = len(prompt) - reuse + inserted
         self._read_prompt(prompt, reuse, on_progress)
         reading_s = time.perf_counter() - started
 
@@ -346,25 +385,7 @@ class LlamaCppBackend:
                 def sample() -> int:
                     return chain.sample(llm._ctx, -1)
 
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            ttft = 0.0
-            generated = 0
-            finish: FinishReason = "length"
-            while generated < request.max_tokens:
-                token = sample()
-                if generated == 0:
-                    ttft = time.perf_counter() - started
-                if self.is_end(token):
-                    finish = "eos"
-                    break
-                generated += 1
-                keep_going = on_token(token, decoder.decode(self.piece(token)))
-                if generated >= request.max_tokens:
-                    break
-                if not keep_going:
-                    finish = "stopped"
-                    break
-                llm.eval([token])
+            generated, finish, ttft = self._stream(sample, llm.eval, request, on_token, started)
         return GenerationStats(
             prompt_tokens=len(prompt),
             evaluated_tokens=evaluated,
@@ -376,8 +397,117 @@ class LlamaCppBackend:
             stored_tokens=loaded,
         )
 
+    def _stream(
+        self,
+        sample: Callable[[], int],
+        evaluate: Callable[[Sequence[int]], None],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        started: float,
+    ) -> tuple[int, FinishReason, float]:
+        """Sample and evaluate tokens until the end token, ``max_tokens`` or a stop; returns
+        the tokens generated, why it finished and the time to the first token."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        ttft = 0.0
+        generated = 0
+        finish: FinishReason = "length"
+        while generated < request.max_tokens:
+            token = sample()
+            if generated == 0:
+                ttft = time.perf_counter() - started
+            if self.is_end(token):
+                finish = "eos"
+                break
+            generated += 1
+            keep_going = on_token(token, decoder.decode(self.piece(token)))
+            if generated >= request.max_tokens:
+                break
+            if not keep_going:
+                finish = "stopped"
+                break
+            evaluate([token])
+        return generated, finish, ttft
+
+    def generate_aside(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
+    ) -> GenerationStats:
+        """Generate on a side context (see :class:`llama_inplace.SideContext`), allocated on
+        first use with the game's context size: the game's KV cache stays as it is."""
+        prompt = joined_prompt(segments, self.n_ctx, f"n_ctx {self.n_ctx}")
+        with self._lock:
+            self._check_open()
+            started = time.perf_counter()
+            try:
+                if self._side is None:
+                    self._side = llama_inplace.SideContext(self._llm, self.n_ctx)
+                side = self._side
+                evaluated = side.read(prompt, BACKGROUND_BATCH, on_progress)
+                reading_s = time.perf_counter() - started
+                chain = self._make_chain(request)
+
+                def sample() -> int:
+                    return chain.sample(side.context, -1)
+
+                generated, finish, ttft = self._stream(
+                    sample, side.eval, request, on_token, started
+                )
+            except (RuntimeError, OSError, ValueError) as exc:
+                if self._side is not None:
+                    self._side.tokens = []
+                    llama_cpp.llama_memory_clear(
+                        llama_cpp.llama_get_memory(self._side.context.ctx), True
+                    )
+                raise BackendError(f"generation failed: {exc}") from None
+        return GenerationStats(
+            prompt_tokens=len(prompt),
+            evaluated_tokens=evaluated,
+            generated_tokens=generated,
+            ttft_s=ttft,
+            total_s=time.perf_counter() - started,
+            finish_reason=finish,
+            reading_s=reading_s,
+        )
+
+    def prepare(
+        self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
+    ) -> GenerationStats:
+        """Make the cache hold the prompt: a replaced span evaluated in place, the rest read
+        in batches; a cancel keeps what was done."""
+        prompt = joined_prompt(segments, self.n_ctx, f"n_ctx {self.n_ctx}")
+        with self._lock:
+            self._check_open()
+            started = time.perf_counter()
+            try:
+                reuse, inserted = self._prepare_cache(
+                    prompt, kvcache.segment_starts(segments), on_progress, whole=True
+                )
+                self._llm.n_tokens = reuse
+                self._read_prompt(prompt, reuse, on_progress, step=BACKGROUND_BATCH)
+            except (RuntimeError, OSError, ValueError) as exc:
+                self._llm.reset()
+                raise BackendError(f"evaluating in place failed: {exc}") from None
+        elapsed = time.perf_counter() - started
+        return GenerationStats(
+            prompt_tokens=len(prompt),
+            evaluated_tokens=len(prompt) - reuse + inserted,
+            generated_tokens=0,
+            ttft_s=elapsed,
+            total_s=elapsed,
+            finish_reason="eos",
+            reading_s=elapsed,
+        )
+
     def _read_prompt(
-        self, prompt: list[int], start: int, on_progress: ProgressCallback | None
+        self,
+        prompt: list[int],
+        start: int,
+        on_progress: ProgressCallback | None,
+        *,
+        step: int = PROGRESS_BATCH,
     ) -> None:
         """Evaluate ``prompt[start:]`` after the ``start`` cached tokens, in batches, reporting
         after each; a cancel between batches leaves the cache holding exactly what was read
@@ -385,7 +515,7 @@ class LlamaCppBackend:
         reuses it."""
         llm = self._llm
         total = len(prompt) - start
-        step = min(llm.n_batch, PROGRESS_BATCH) if on_progress is not None else llm.n_batch
+        step = min(llm.n_batch, step) if on_progress is not None else llm.n_batch
         done = 0
         while done < total:
             batch = prompt[start + done : start + min(done + step, total)]
@@ -513,4 +643,6 @@ class LlamaCppBackend:
         with self._lock, self._vocab_lock:
             if not self._closed:
                 self._closed = True
+                if self._side is not None:
+                    self._side.close()
                 self._llm.close()

@@ -41,6 +41,8 @@ class RecordedCall:
     reply: str
     grammar: str | None = None
     max_tokens: int = 0
+    kind: str = "turn"  # "turn", "aside" (a summary, off the game's cache) or "prepare"
+    inserted: int = 0  # tokens evaluated in place of a replaced span
 
 
 @dataclass
@@ -135,18 +137,37 @@ class ScriptedBackend:
                 f"prompt of {len(prompt)} tokens + {request.max_tokens} for the reply "
                 f"exceeds the context of {self.n_ctx}"
             )
-        cache_plan = kvcache.plan(self._cache, prompt, self.cache_mode)
-        common = cache_plan.reuse
-        evaluated = len(prompt) - common
+        common, inserted = self._plan(prompt, kvcache.segment_starts(segments))
+        evaluated = len(prompt) - common + inserted
         reply = self._reply_for(prompt)
         self.calls.append(
-            RecordedCall(prompt, evaluated, reply, request.grammar, request.max_tokens)
+            RecordedCall(
+                prompt,
+                evaluated,
+                reply,
+                request.grammar,
+                request.max_tokens,
+                inserted=inserted,
+            )
         )
         if len(self.calls) in self.fail_on_calls:
-            self._cache = prompt[:common]
             raise BackendError(f"scripted failure on call {len(self.calls)}")
         self._read(prompt, common, on_progress)
         reading_s = time.perf_counter() - started
+        return self._stream(reply, prompt, evaluated, request, on_token, started, reading_s)
+
+    def _stream(
+        self,
+        reply: str,
+        prompt: list[int],
+        evaluated: int,
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        started: float,
+        reading_s: float,
+        *,
+        cache: bool = True,
+    ) -> GenerationStats:
         ttft = 0.0
         generated = 0
         finish: str = "eos"
@@ -170,7 +191,8 @@ class ScriptedBackend:
             if not on_token(token, self._words[token]):
                 finish = "stopped"
                 break
-            self._cache.append(token)
+            if cache:
+                self._cache.append(token)
         total = time.perf_counter() - started
         if self.token_seconds is not None:
             ttft, total = self.token_seconds, self.token_seconds * max(generated, 1)
@@ -183,6 +205,82 @@ class ScriptedBackend:
             finish_reason=finish,  # type: ignore[arg-type]
             reading_s=reading_s if self.token_seconds is None else 0.0,
         )
+
+    @property
+    def edits_cache_in_place(self) -> bool:
+        return self.cache_mode == "shift"
+
+    @property
+    def cached_tokens(self) -> list[int]:
+        """What its pretend KV cache holds."""
+        return list(self._cache)
+
+    def generate_aside(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
+    ) -> GenerationStats:
+        """Answer a prompt that is not the game's (a summary) without touching the cache."""
+        started = time.perf_counter()
+        if self.closed:
+            raise BackendError(f"the model {self.name} was closed")
+        prompt = [token for segment in segments for token in segment]
+        reply = self._reply_for(prompt)
+        self.calls.append(
+            RecordedCall(prompt, len(prompt), reply, None, request.max_tokens, kind="aside")
+        )
+        if len(self.calls) in self.fail_on_calls:
+            raise BackendError(f"scripted failure on call {len(self.calls)}")
+        cache = self._cache
+        try:
+            self._read(prompt, 0, on_progress)
+        finally:
+            self._cache = cache
+        reading_s = time.perf_counter() - started
+        return self._stream(
+            reply, prompt, len(prompt), request, on_token, started, reading_s, cache=False
+        )
+
+    def prepare(
+        self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
+    ) -> GenerationStats:
+        """Make the pretend cache hold the prompt, evaluating in place what changed."""
+        started = time.perf_counter()
+        if self.closed:
+            raise BackendError(f"the model {self.name} was closed")
+        prompt = [token for segment in segments for token in segment]
+        common, inserted = self._plan(prompt, kvcache.segment_starts(segments), whole=True)
+        evaluated = len(prompt) - common + inserted
+        self.calls.append(
+            RecordedCall(prompt, evaluated, "", None, 0, kind="prepare", inserted=inserted)
+        )
+        self._read(prompt, common, on_progress)
+        return GenerationStats(
+            prompt_tokens=len(prompt),
+            evaluated_tokens=evaluated,
+            generated_tokens=0,
+            ttft_s=0.0,
+            total_s=time.perf_counter() - started,
+            finish_reason="eos",
+        )
+
+    def _plan(
+        self, prompt: list[int], boundaries: set[int], *, whole: bool = False
+    ) -> tuple[int, int]:
+        """Edit the pretend cache as the llama.cpp backend edits its own (see
+        :mod:`game.kvcache`); returns the prompt tokens it then holds and those inserted."""
+        planned = [*prompt, EOS] if whole else prompt  # EOS is never cached, never reused
+        inserted = 0
+        for _ in range(kvcache.MAX_EDITS):
+            cache_plan = kvcache.plan(self._cache, planned, self.cache_mode, boundaries)
+            self._cache = kvcache.apply(self._cache, prompt, cache_plan)
+            inserted += cache_plan.insert
+            if cache_plan.drop is None:
+                break
+        self._cache = self._cache[: cache_plan.reuse]
+        return cache_plan.reuse, inserted
 
     def _read(self, prompt: list[int], common: int, on_progress: ProgressCallback | None) -> None:
         """Pretend to read the prompt after its cached start, in batches, reporting progress;
