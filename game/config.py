@@ -75,6 +75,8 @@ class Settings(BaseSettings):
         choice_mode: ``guided`` (a grammar makes every reply end with its options) or ``free``
             (options are parsed from whatever comes); None follows the scenario (guided unless
             it says otherwise).
+        summaries: Whether new games have the model write a story-so-far summary, while the
+            player reads, of the exchanges that leave the window (a game can turn it off).
         saves_dir: Where games are saved; None for :func:`default_saves_dir`.
         server_url: Play on a llama-server or OpenAI-compatible engine at this URL instead of
             a local model (see ``game.backends.remote``).
@@ -97,6 +99,7 @@ class Settings(BaseSettings):
     prompt_format: str | None = None
     sampling: Sampling = Field(default_factory=Sampling)
     choice_mode: Literal["guided", "free"] | None = None
+    summaries: bool = True
     saves_dir: Path | None = None
     server_url: str | None = None
     api_key: SecretStr | None = None
@@ -219,6 +222,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"cannot read the settings: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the settings file must hold a mapping of settings")
+    # A YAML key may be a number, a list or null ("?" alone is {None: None}); settings are
+    # passed as keywords, which must be names.
+    odd = next((key for key in data if not isinstance(key, str)), "")
+    if odd != "":
+        raise ConfigError(f"{path}: {odd!r} is not a setting's name")
     try:
         Settings.model_validate(data)
     except ValidationError as exc:

@@ -37,12 +37,23 @@ from game.saves import (
 )
 from game.saves import load as load_save
 from game.scenario import Sampling
-from game.session import Session, TurnResult
+from game.session import PromptPart, Session, TurnResult
+from game.summarizer import BackgroundOutcome, run_background
+from game.textsafety import clean_input
 from game.transcript import Exchange
 
 log = logging.getLogger(__name__)
 
 TextCallback = Callable[[str], None]
+# How long a turn waits for background work (a summary being written) to stop.
+BACKGROUND_STOP_S = 30.0
+# The most characters of the memory, the author's note and an edited summary.
+MEMORY_LIMITS = {"memory": 4000, "note": 1000, "summary": 4000}
+
+
+class MemoryTextError(ValueError):
+    """Text the player gave for the memory, the note or the summary cannot be kept; the
+    message is one line."""
 
 
 class GameBusyError(Exception):
@@ -114,6 +125,12 @@ class GameController:
         self._notices = list(notices or [])
         self._turn_lock = threading.Lock()
         self._stop = threading.Event()
+        self._background_stop = threading.Event()
+        self._background_running = False
+        # The prompt changed ahead of the window (memory, note, summary): the backend's cache
+        # should be made ready in place before the next turn.
+        self._prepare_wanted = False
+        self._told_no_in_place = False
         self._closed = False
         self.save_state = "saving off" if slot is None else "not saved yet"
 
@@ -231,13 +248,39 @@ class GameController:
         notices, self._notices = self._notices, []
         return notices
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    @property
+    def background_running(self) -> bool:
+        """Whether a summary is being written (or the prompt made ready) now."""
+        return self._background_running
+
+    @property
+    def has_background_work(self) -> bool:
+        """Whether there is work for the model while the player reads."""
+        if self._closed:
+            return False
+        return self.session.summary_pending or (
+            self._prepare_wanted and self.session.backend.edits_cache_in_place
+        )
+
+    def _acquire(self) -> None:
+        """Take the turn lock; background work holding it is stopped and waited for."""
         if self._closed:
             raise GameBusyError()
-        if not self._turn_lock.acquire(blocking=False):
-            raise GameBusyError()
+        if self._turn_lock.acquire(blocking=False):
+            return
+        if self._background_running:
+            self._background_stop.set()
+            if self._turn_lock.acquire(timeout=BACKGROUND_STOP_S):
+                return
+            log.error("background work did not stop within %.0f s", BACKGROUND_STOP_S)
+        raise GameBusyError()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        self._acquire()
         try:
+            if self._closed:
+                raise GameBusyError()
             yield
         finally:
             self._turn_lock.release()
@@ -293,8 +336,92 @@ class GameController:
 
                 kwargs["on_progress"] = progress
             result = run(**kwargs)
+            self._prepare_wanted = False  # the turn's prompt brought the cache in line
             self._notices += result.notices
             return TurnOutcome(result, self._autosave())
+
+    # -- while the player reads --------------------------------------------------------------
+
+    def work_in_background(self) -> BackgroundOutcome | None:
+        """Do the work waiting for an idle model: write the story-so-far summary of the
+        exchanges that left the window, and make the cache hold the new prompt in place.
+
+        Meant for a worker thread after each turn. A turn (or any change) asked for meanwhile
+        stops it and goes first; the summary is then written at the next idle moment. Returns
+        None when there was nothing to do or the game was busy.
+        """
+        if not self.has_background_work or not self._turn_lock.acquire(blocking=False):
+            return None
+        self._background_running = True
+        self._background_stop.clear()
+        try:
+            if self._closed:
+                return None
+            outcome = run_background(
+                self.session, self._background_stop.is_set, prepare=self._prepare_wanted
+            )
+            if outcome.prepare_stats is not None and not outcome.cancelled:
+                self._prepare_wanted = False
+            if outcome.summary is not None:
+                self._notices_on_save(self._autosave())
+                if not self.session.backend.edits_cache_in_place and not self._told_no_in_place:
+                    self._told_no_in_place = True
+                    self._notices.append(
+                        f"{self.session.backend.name} cannot take the story so far in place: "
+                        "the turn after each summary reads the window again."
+                    )
+            return outcome
+        finally:
+            self._background_running = False
+            self._turn_lock.release()
+
+    # -- memory --------------------------------------------------------------------------------
+
+    def context_view(self, action: str | None = None) -> list[PromptPart]:
+        """What the model reads next turn, segment by segment (see Session.context_view)."""
+        return self.session.context_view(action)
+
+    def _memory_text(self, field_name: str, text: str) -> str:
+        """The text as kept: controls removed, lines kept; one clear line when too long."""
+        text = "\n".join(clean_input(line) for line in text.strip().splitlines()).strip()
+        limit = MEMORY_LIMITS[field_name]
+        if len(text) > limit:
+            raise MemoryTextError(
+                f"the {field_name} is {len(text)} characters long; it may have {limit}"
+            )
+        return text
+
+    def _changed_memory(self) -> None:
+        self._prepare_wanted = True
+        self._notices_on_save(self._autosave())
+
+    def set_memory(self, text: str) -> None:
+        """Replace the memory pinned after the system prompt ("" for none)."""
+        text = self._memory_text("memory", text)
+        with self._exclusive():
+            self.session.memory.memory = text
+            self._changed_memory()
+
+    def set_note(self, text: str) -> None:
+        """Replace the author's note placed before each action ("" for none)."""
+        text = self._memory_text("note", text)
+        with self._exclusive():
+            self.session.memory.note = text
+            self._changed_memory()
+
+    def set_summary(self, text: str) -> None:
+        """Replace the story so far with the player's own text (it covers the exchanges that
+        have left the window)."""
+        text = self._memory_text("summary", text)
+        with self._exclusive():
+            self.session.replace_summary(text)
+            self._changed_memory()
+
+    def set_summaries(self, on: bool) -> None:
+        """Turn the model's story-so-far summaries on or off for this game."""
+        with self._exclusive():
+            self.session.memory.auto_summary = on
+            self._notices_on_save(self._autosave())
 
     def cancel(self) -> None:
         """Stop the reply being written (from any thread): what was written stays, cut short;
@@ -358,6 +485,7 @@ class GameController:
         save, and let the model go. Returns the save's problem, if any. Idempotent: a second
         call (from another thread) returns once the first has saved."""
         self.cancel()
+        self._background_stop.set()
         if not self._turn_lock.acquire(timeout=timeout):
             log.error("the reply did not stop within %.0f s; the game was not saved", timeout)
             return "the reply did not stop in time"

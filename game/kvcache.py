@@ -85,17 +85,18 @@ def realign_after_insert(
     boundaries: Collection[int] | None = None,
 ) -> tuple[int, int, int] | None:
     """The longest run of the cache after ``common`` that the prompt holds later than
-    ``common``: ``(q, r, run)`` with ``cached[q:q + run] == prompt[r:r + run]``, ``q > common``,
+    ``common``: ``(q, r, run)`` with ``cached[q:q + run] == prompt[r:r + run]``, ``q >= common``,
     ``r > common`` and ``run >= MIN_REPLACE_MATCH``; None when there is none.
 
-    Replacing ``cached[common:q]`` by ``prompt[common:r]`` then reuses the run. Only runs that
+    Replacing ``cached[common:q]`` (nothing, when ``q == common``: a pure insertion) by
+    ``prompt[common:r]`` then reuses the run. Only runs that
     start where the two lists differ are measured (a run's later start is the same run), and
     with ``boundaries`` (where the prompt's segments start) only runs starting at one: a new
     summary is followed by the first exchange kept, never by half of one.
     """
     width = MIN_REPLACE_MATCH
     starts: dict[tuple[int, ...], list[int]] = {}
-    for q in range(common + 1, len(cached) - width + 1):
+    for q in range(common, len(cached) - width + 1):
         starts.setdefault(tuple(cached[q : q + width]), []).append(q)
     if not starts:
         return None
@@ -104,7 +105,7 @@ def realign_after_insert(
         if boundaries is not None and r not in boundaries:
             continue
         for q in starts.get(tuple(prompt[r : r + width]), ()):
-            if q - 1 > common and r - 1 > common and cached[q - 1] == prompt[r - 1]:
+            if q > common and r - 1 > common and cached[q - 1] == prompt[r - 1]:
                 continue  # inside a run that starts earlier
             run = width + common_prefix(cached[q + width :], prompt[r + width :])
             if best is None or run > best[2]:

@@ -93,4 +93,5 @@ def new_session(settings: Settings, scenario: Scenario, backend: Backend) -> Ses
         sampling=settings.sampling,
         choice_mode=settings.choice_mode,
         seed=settings.seed,
+        summaries=settings.summaries,
     )

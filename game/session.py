@@ -390,6 +390,16 @@ class Session:
         self.memory.add(Summary(job.through, text.strip()))
         return True
 
+    def replace_summary(self, text: str) -> None:
+        """Put the player's own text in place of the story so far (covering the exchanges
+        that left the window); "" removes it."""
+        self.memory.forget_after(self.window_start)
+        self.memory.summaries = [
+            old for old in self.memory.summaries if old.through < self.window_start
+        ]
+        if text.strip():
+            self.memory.add(Summary(self.window_start, text.strip()))
+
     def window_segments(self) -> list[Sequence[int]]:
         """The prompt as the window stands, up to the end of the last exchange: what the next
         turn's prompt starts with (for a backend to prepare while the player reads)."""

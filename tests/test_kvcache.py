@@ -76,17 +76,17 @@ def test_a_replacement_reuses_the_kept_tail_not_a_quote_of_a_dropped_exchange():
     quote = list(range(700, 700 + MIN_REPLACE_MATCH + 4))
     tail = list(range(1000, 1000 + 3 * MIN_REPLACE_MATCH))
     cached = SYSTEM + E1 + quote + E2 + tail
-    prompt = SYSTEM + [5] + quote + [6] + tail
+    prompt = [*SYSTEM, 5, *quote, 6, *tail]
     result = plan(cached, prompt, "shift")
     assert result.drop == (len(SYSTEM), len(SYSTEM + E1 + quote + E2))
-    assert result.insert == len([5] + quote + [6])
+    assert result.insert == len([5, *quote, 6])
     assert result.reuse == len(prompt) - 1
 
 
 def test_a_replacement_needs_a_long_run():
     short = list(range(700, 700 + MIN_REPLACE_MATCH - 1))
     cached = SYSTEM + E1 + short + [1]
-    prompt = SYSTEM + [5, 6] + short + [2]
+    prompt = [*SYSTEM, 5, 6, *short, 2]
     assert plan(cached, prompt, "shift") == CachePlan(None, len(SYSTEM))
 
 

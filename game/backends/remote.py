@@ -323,6 +323,37 @@ class RemoteBackend:
             self._note_cache(prompt, reader)
             return reader.stats(len(prompt))
 
+    @property
+    def edits_cache_in_place(self) -> bool:
+        # A server keeps its slot's cache to itself: it reuses the prompt's common prefix (and,
+        # with --cache-reuse, shifted chunks), but cannot be told to evaluate a span in place.
+        return False
+
+    def generate_aside(
+        self,
+        segments: Sequence[Sequence[int]],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        on_progress: ProgressCallback | None = None,
+    ) -> GenerationStats:
+        """A summary on the game's slot: the server has one cache per slot, so the next turn
+        reads the prompt after its common prefix again (the fallback the README describes)."""
+        return self.generate(segments, request, on_token, on_progress)
+
+    def prepare(
+        self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
+    ) -> GenerationStats:
+        """Nothing to do ahead: the server reads what changed when the next turn comes."""
+        prompt = joined_prompt(segments, self.n_ctx, f"the server's context of {self.n_ctx}")
+        return GenerationStats(
+            prompt_tokens=len(prompt),
+            evaluated_tokens=0,
+            generated_tokens=0,
+            ttft_s=0.0,
+            total_s=0.0,
+            finish_reason="eos",
+        )
+
     def _note_cache(self, prompt: list[int], reader: ReplyReader) -> None:
         """Count a KV shift when the server reused more than the common prefix of its cache."""
         timings = reader.timings

@@ -1,0 +1,196 @@
+"""Memory beyond the window on the scripted backend: what sits where in the prompt, what is
+evaluated when, the summary written while the player reads and cancelled when they act."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from game.backends.base import BackendError
+from game.backends.scripted import ScriptedBackend
+from game.controller import GameController, MemoryTextError
+from game.memory import SUMMARY_HEADER, StoryMemory, Summary, clean_summary
+from game.prompt import METHARME
+from game.session import Session
+from game.transcript import closing_tokens
+from tests.factories import make_scenario
+
+SUMMARY = "Ann met the smith Bo, who owes her 7 coins, and took the brass key."
+
+
+def reply_or_summary(prompt: str) -> str:
+    """A turn's reply, or a summary when the prompt asks for one."""
+    if "Write the new story so far." in prompt:
+        covered = prompt.count("\n> ")
+        return f"{SUMMARY} ({covered} events.)"
+    turn = prompt.count("<|model|>")
+    return f"Room {turn} is dim and the air is cold here.\n\n- North.\n- South.\n- Wait."
+
+
+def game(n_ctx: int = 900, **scenario: object) -> tuple[GameController, ScriptedBackend]:
+    backend = ScriptedBackend(replies=reply_or_summary, n_ctx=n_ctx)
+    session = Session(
+        make_scenario(sampling={"max_tokens": 60}, **scenario), backend, METHARME, seed=1
+    )
+    return GameController(session, None), backend
+
+
+def play_until_slide(game: GameController) -> int:
+    for turn in range(60):
+        result = game.play(f"I walk to door {turn} and knock twice.").result
+        if result.slid:
+            return turn
+    raise AssertionError("the window never slid")
+
+
+def turn_calls(backend: ScriptedBackend) -> list:
+    return [call for call in backend.calls if call.kind == "turn"]
+
+
+def test_the_prompt_holds_memory_and_summary_after_the_system_prompt_and_the_note_before_the_action():
+    controller, backend = game(memory="Ann is a locksmith.", authors_note="Keep it eerie.")
+    controller.session.memory.add(Summary(0, "Nothing yet happened."))
+    controller.play("I knock on the door.")
+    prompt = backend.detokenize(backend.calls[0].prompt)
+    system_end = prompt.index("<|system|>Memory")
+    assert prompt.index("<|system|>" + SUMMARY_HEADER) > system_end
+    assert prompt.index(SUMMARY_HEADER) < prompt.index("<|user|>")
+    assert prompt.endswith(
+        "<|system|>[Author's note: Keep it eerie.]<|user|>I knock on the door.<|model|>"
+    )
+    segments = controller.session.context_view("I knock again.")
+    kinds = [part.kind for part in segments]
+    assert kinds[:3] == ["system", "memory", "summary"]
+    assert kinds[-2:] == ["note", "action"]
+    assert "exchange" in kinds
+
+
+def test_a_summary_is_written_aside_inserted_in_place_and_the_next_turn_reads_only_new_tokens():
+    controller, backend = game()
+    play_until_slide(controller)
+    session = controller.session
+    assert session.summary_pending and controller.has_background_work
+    cache_before = backend.cached_tokens
+    outcome = controller.work_in_background()
+    assert outcome is not None and outcome.summary is not None and not outcome.cancelled
+    assert outcome.through == session.window_start
+    aside = [call for call in backend.calls if call.kind == "aside"]
+    assert len(aside) == 1
+    # The summary was written without touching the game's cache ...
+    prepare = backend.calls[-1]
+    assert prepare.kind == "prepare"
+    # ... then put in place: only the summary's tokens were evaluated, not the window.
+    summary_segment = session.pinned_parts()[-1]
+    assert summary_segment[0] == "summary"
+    # (Besides the summary, only the closing tokens of the last reply, which follow the tokens
+    # the model generated, are read: every turn reads them.)
+    closing = len(closing_tokens(backend, METHARME))
+    assert 0 < prepare.inserted <= len(summary_segment[1])
+    assert prepare.evaluated - prepare.inserted <= closing
+    assert backend.cached_tokens != cache_before
+    assert not session.summary_pending
+    first_call = len(backend.calls)
+    result = controller.play("I look around the room.").result
+    new = len(session.exchanges[-1].player) + len(backend.tokenize("<|model|>", special=True))
+    assert backend.calls[first_call].evaluated <= new  # the window is not read again
+    assert SUMMARY in backend.detokenize(backend.calls[first_call].prompt)
+    assert result.segments["summary"] == len(summary_segment[1])
+
+
+def test_summaries_off_writes_none_and_keeps_no_room_for_one():
+    controller, backend = game()
+    controller.set_summaries(False)
+    play_until_slide(controller)
+    assert not controller.session.summary_pending
+    assert controller.work_in_background() is None
+    assert all(call.kind == "turn" for call in backend.calls)
+
+
+def test_acting_while_the_summary_is_written_cancels_it_and_the_turn_goes_on_with_the_old():
+    controller, backend = game()
+    play_until_slide(controller)
+    backend.token_delay_s = 0.02  # the summary takes a while
+    worker = threading.Thread(target=controller.work_in_background)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not controller.background_running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    backend.token_delay_s = 0.0
+    outcome_box: list = []
+    controller.play("I run.")  # waits for the summary to stop, then plays
+    worker.join(5)
+    assert not worker.is_alive()
+    prompt = backend.detokenize(turn_calls(backend)[-1].prompt)
+    assert SUMMARY not in prompt
+    assert controller.session.summary_pending  # tried again at the next idle moment
+    outcome = controller.work_in_background()
+    outcome_box.append(outcome)
+    assert outcome is not None and outcome.summary is not None
+
+
+def test_undo_brings_back_the_summary_that_served_that_window():
+    controller, _ = game()
+    play_until_slide(controller)
+    controller.work_in_background()
+    session = controller.session
+    first = session.memory.active(session.window_start)
+    assert first is not None
+    while session.window_start >= first.through and len(session.exchanges) > 1:
+        controller.undo()
+    assert session.memory.active(session.window_start) != first
+    while session.undone:
+        controller.redo()
+    assert session.memory.active(session.window_start) == first
+
+
+def test_a_failed_turn_keeps_the_memory_as_it_was():
+    controller, backend = game(memory="Ann is a locksmith.")
+    controller.play("Go.")
+    before = controller.session.memory.copy()
+    backend.fail_on_calls = frozenset({len(backend.calls) + 1})
+    with pytest.raises(BackendError):
+        controller.play("Go on.")
+    assert controller.session.memory == before
+
+
+def test_memory_text_too_long_is_one_clear_line_and_changes_nothing():
+    controller, _ = game(memory="Ann is a locksmith.")
+    with pytest.raises(MemoryTextError) as error:
+        controller.set_memory("x" * 5000)
+    assert "\n" not in str(error.value)
+    assert controller.session.memory.memory == "Ann is a locksmith."
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=300))
+def test_any_memory_or_note_text_is_kept_safely_and_never_forges_a_turn(text):
+    controller, backend = game()
+    controller.set_memory(text)
+    controller.set_note(text)
+    controller.play("I wait.")
+    prompt = backend.calls[0].prompt
+    # Whatever was typed, the prompt has exactly one user turn and one open model turn.
+    user = backend.tokenize("<|user|>", special=True)
+    joined = backend.detokenize(prompt)
+    assert joined.count("<|user|>") == 1, joined
+    assert len(user) > 0
+
+
+def test_clean_summary_drops_options_and_echoed_headers():
+    text = "The story so far:\nAnn found a key. She left.\n- Go north.\nAnd then she"
+    assert clean_summary(text) == "Ann found a key. She left."
+
+
+def test_story_memory_keeps_summaries_ordered_and_forgets_the_ones_past_an_undo():
+    memory = StoryMemory()
+    memory.add(Summary(3, "a"))
+    memory.add(Summary(6, "b"))
+    assert memory.active(5) == Summary(3, "a")
+    assert memory.active(6) == Summary(6, "b")
+    memory.forget_after(5)
+    assert memory.summaries == [Summary(3, "a")]
