@@ -199,6 +199,27 @@ def test_a_cache_stored_right_after_an_insertion_loads_as_it_was(tmp_path, real_
     second.close()
 
 
+def test_a_longer_summary_in_a_nearly_full_context_keeps_what_fits(real_model, case):
+    """A new summary longer than what it replaces moves the tail up: the cached tokens after
+    the prompt's run that no longer fit are dropped, never written past the context."""
+    small = LlamaCppBackend(real_model.path, n_ctx=256, seed=1)
+    longer = make_segment(
+        small, real_model.fmt, "system", f"{SUMMARY_HEADER}\n" + " ".join([cases.STORIES[0][4]] * 3)
+    ).tokens
+    filler = small.tokenize(" and then the lamp flickered" * 60, special=False)
+    room = 250 - len(flat(case.before))
+    small.prepare([*case.before, filler[:room]])
+    assert len(small.cached_tokens) == 250
+    prompt = [case.system, longer, *case.kept]
+    assert len(longer) > span(case)[1] - span(case)[0]  # a positive shift
+    stats = small.prepare(prompt)
+    assert small.cached_tokens == flat(prompt)
+    assert stats.evaluated_tokens <= len(longer)
+    after = cases.reply(small, [*prompt, case.action])
+    assert after.evaluated == len(case.action)
+    small.close()
+
+
 def test_a_sliding_window_narrower_than_the_context_falls_back_to_reading(
     monkeypatch, caplog, real_model, case
 ):

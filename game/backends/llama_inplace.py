@@ -336,7 +336,9 @@ class CacheEdits:
         self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
     ) -> GenerationStats:
         """Make the cache hold the prompt: a replaced span evaluated in place, the rest read
-        in batches; a cancel keeps what was done."""
+        in batches; a cancel keeps what was done. Nothing is sampled after it, so its logits
+        may be stale (the next turn reads at least its action) and a K-shift may be pending
+        (applied by that read, or before the cache is stored: see :func:`settle`)."""
         prompt = joined_prompt(segments, self.n_ctx, f"n_ctx {self.n_ctx}")
         with self._lock:
             self._check_open()

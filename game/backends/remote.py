@@ -91,6 +91,9 @@ class RemoteBackend:
         self._cached: list[int] = []
         # This game closed a reply early: the server may still be finishing it on our slot.
         self._abandoned = False
+        # The slot this game's last summary was written on and the task it ran there: that
+        # slot may serve the next summary unless another game has used it since.
+        self._aside_task: tuple[int, int] | None = None
         try:
             self._connect(dialect, slot, n_ctx)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
@@ -310,18 +313,27 @@ class RemoteBackend:
         prompt = joined_prompt(segments, self.n_ctx, f"the server's context of {self.n_ctx}")
         with self._lock:
             self._check_open()
-            self.check_slot()
-            started = time.perf_counter()
-            reader = ReplyReader(on_token, on_progress, started)
-            try:
-                self.dialect.generate(prompt, request, reader)
-            except BaseException:
-                self._abandoned = True
-                raise
-            if reader.finish == "stopped":
-                self._abandoned = True
-            self._note_cache(prompt, reader)
-            return reader.stats(len(prompt))
+            return self._generate_on_own_slot(prompt, request, on_token, on_progress)
+
+    def _generate_on_own_slot(
+        self,
+        prompt: list[int],
+        request: GenerationRequest,
+        on_token: TokenCallback,
+        on_progress: ProgressCallback | None,
+    ) -> GenerationStats:
+        self.check_slot()
+        started = time.perf_counter()
+        reader = ReplyReader(on_token, on_progress, started)
+        try:
+            self.dialect.generate(prompt, request, reader)
+        except BaseException:
+            self._abandoned = True
+            raise
+        if reader.finish == "stopped":
+            self._abandoned = True
+        self._note_cache(prompt, reader)
+        return reader.stats(len(prompt))
 
     @property
     def edits_cache_in_place(self) -> bool:
@@ -336,9 +348,49 @@ class RemoteBackend:
         on_token: TokenCallback,
         on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
-        """A summary on the game's slot: the server has one cache per slot, so the next turn
-        reads the prompt after its common prefix again (the fallback the README describes)."""
-        return self.generate(segments, request, on_token, on_progress)
+        """A prompt that is not the game's (the summary), on another idle slot where the server
+        has one no other game uses: the game's slot keeps its cache, so the next turn reads
+        only what changed after its common prefix (the summary and the window after it, the
+        system prompt not). Else on the game's slot, whose next turn then reads the whole
+        prompt again (the fallback the README describes)."""
+        prompt = joined_prompt(segments, self.n_ctx, f"the server's context of {self.n_ctx}")
+        with self._lock:
+            self._check_open()
+            aside = self._aside_slot()
+            if aside is None:
+                return self._generate_on_own_slot(prompt, request, on_token, on_progress)
+            reader = ReplyReader(on_token, on_progress, time.perf_counter())
+            game_slot, self.slot = self.slot, aside
+            try:
+                self.dialect.generate(prompt, request, reader)
+            finally:
+                self.slot = game_slot
+            self._aside_task = self._slot_task(aside)
+            log.info("summary written on slot %d; slot %s keeps the game's cache", aside, game_slot)
+            return reader.stats(len(prompt))
+
+    def _aside_slot(self) -> int | None:
+        """An idle slot other than the game's that no game has used, or that this game's last
+        summary used (and nothing since); None when there is none (or slots are hidden)."""
+        if self.dialect_name != "llama-server" or self.slot is None or self.total_slots < 2:
+            return None
+        slots = self.slots()
+        if slots is None:
+            return None
+        for slot in slots:
+            number, task = slot.get("id"), slot.get("id_task")
+            if number == self.slot or slot.get("is_processing") or not isinstance(number, int):
+                continue
+            if task is None or self._aside_task == (number, task):
+                return number
+        return None
+
+    def _slot_task(self, number: int) -> tuple[int, int] | None:
+        """The slot and the last task it ran, as /slots says now."""
+        for slot in self.slots() or []:
+            if slot.get("id") == number and isinstance(slot.get("id_task"), int):
+                return number, int(slot["id_task"])
+        return None
 
     def prepare(
         self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
