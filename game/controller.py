@@ -389,6 +389,9 @@ class GameController:
             raise MemoryTextError(
                 f"the {field_name} is {len(text)} characters long; it may have {limit}"
             )
+        problem = self.session.memory_problem(field_name, text)
+        if problem is not None:
+            raise MemoryTextError(problem)
         return text
 
     def _changed_memory(self) -> None:

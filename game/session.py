@@ -346,35 +346,59 @@ class Session:
         return self.window_start > (active.through if active else 0)
 
     def summary_job(self) -> SummaryJob | None:
-        """The summary to write now, or None when none is pending."""
+        """The summary to write now, or None when none is pending.
+
+        It covers the exchanges that left the window since the active summary, as many of
+        them as fit the model's context with the old summary (the rest wait for the next
+        job: after a long gap, such as an old save's forgotten exchanges, summaries catch up
+        over several idle moments).
+        """
         if not self.summary_pending:
             return None
         old = self.memory.active(self.window_start)
         first = old.through if old else 0
-        through = self.window_start
-        events = [(ex.player.text, ex.narrative) for ex in self.exchanges[first:through]]
-        request = summary_request(
-            self.scenario.title,
-            old.text if old else "",
-            events,
-            self.summary_budget,
-            self.memory.memory,
-        )
-        # The material is cut from its start when it is too long for the context: the newest
-        # events matter most, and the old summary is at the start.
         max_tokens = self.summary_budget
-        system = self.backend.bos() + tokenize_pieces(
-            self.backend, self.format, "system", request.instruction, at_start=True
-        )
-        room = self.backend.n_ctx - max_tokens - len(system) - len(self._model_open) - 16
-        material = request.material
-        user = make_segment(self.backend, self.format, "user", material)
-        if len(user) > room:
-            tokens = self.backend.tokenize(material, special=False)
-            material = self.backend.detokenize(tokens[len(tokens) - max(room - 8, 0) :])
-            user = make_segment(self.backend, self.format, "user", material)
+        events: list[tuple[str, str]] = []
+        user: Segment | None = None
+        system: list[int] = []
+        for exchange in self.exchanges[first : self.window_start]:
+            candidate = [*events, (exchange.player.text, exchange.narrative)]
+            request = summary_request(
+                self.scenario.title,
+                old.text if old else "",
+                candidate,
+                self.summary_budget,
+                self.memory.memory,
+            )
+            system = self.backend.bos() + tokenize_pieces(
+                self.backend, self.format, "system", request.instruction, at_start=True
+            )
+            room = self.backend.n_ctx - max_tokens - len(system) - len(self._model_open) - 8
+            segment = make_segment(self.backend, self.format, "user", request.material)
+            if len(segment) > room:
+                if events:
+                    break
+                # One exchange alone is too long: its narration is cut to fit.
+                over = len(segment) - room
+                narration = cut_to_tokens(
+                    self.backend,
+                    exchange.narrative,
+                    max(len(self.backend.tokenize(exchange.narrative, special=False)) - over, 0),
+                )
+                candidate = [(exchange.player.text[:500], narration)]
+                request = summary_request(
+                    self.scenario.title,
+                    old.text if old else "",
+                    candidate,
+                    self.summary_budget,
+                    self.memory.memory,
+                )
+                segment = make_segment(self.backend, self.format, "user", request.material)
+            events, user = candidate, segment
+        if user is None:
+            return None
         return SummaryJob(
-            through=through,
+            through=first + len(events),
             old=old,
             segments=[tuple(system), user.tokens, self._model_open],
             max_tokens=max_tokens,
@@ -389,6 +413,27 @@ class Session:
             return False
         self.memory.add(Summary(job.through, text.strip()))
         return True
+
+    def memory_problem(self, kind: str, text: str) -> str | None:
+        """Why ``text`` cannot be this game's ``kind`` (memory, note or summary) in this
+        context, as one line; None when it can. Each may take a share of the prompt: the
+        memory a quarter, the note an eighth, the story so far its reserve."""
+        render = {"memory": memory_text, "note": note_text}
+        rendered = render[kind](text) if kind in render else summary_text(Summary(0, text))
+        if not rendered:
+            return None
+        limit = {
+            "memory": self.budget // 4,
+            "note": self.budget // 8,
+            "summary": min(self.summary_budget + 16, self.budget // 4),
+        }[kind]
+        tokens = len(make_segment(self.backend, self.format, "system", rendered))
+        if tokens <= limit:
+            return None
+        return (
+            f"the {kind} takes {tokens} tokens; at most {limit} fit a context of "
+            f"{self.backend.n_ctx}: shorten it, or raise n_ctx"
+        )
 
     def replace_summary(self, text: str) -> None:
         """Put the player's own text in place of the story so far (covering the exchanges

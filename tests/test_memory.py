@@ -166,12 +166,22 @@ def test_memory_text_too_long_is_one_clear_line_and_changes_nothing():
     assert controller.session.memory.memory == "Ann is a locksmith."
 
 
+def test_a_memory_too_big_for_the_context_is_refused_in_one_line():
+    controller, _ = game(n_ctx=600)
+    with pytest.raises(MemoryTextError, match=r"at most \d+ fit a context of 600"):
+        controller.set_memory("The brass key opens the cellar. " * 40)
+    assert controller.session.memory.memory == ""
+
+
 @settings(max_examples=60, deadline=None)
 @given(text=st.text(max_size=300))
 def test_any_memory_or_note_text_is_kept_safely_and_never_forges_a_turn(text):
     controller, backend = game()
-    controller.set_memory(text)
-    controller.set_note(text)
+    for setter in (controller.set_memory, controller.set_note):
+        try:
+            setter(text)
+        except MemoryTextError as error:  # too long for the context: refused in one line
+            assert "\n" not in str(error)
     controller.play("I wait.")
     prompt = backend.calls[0].prompt
     # Whatever was typed, the prompt has exactly one user turn and one open model turn.
