@@ -122,7 +122,7 @@ class GameController:
         self.session = session
         self.slot = slot
         self._host = host
-        self._notices = list(notices or [])
+        self._notices = [*(notices or []), *session.startup_notices]
         self._turn_lock = threading.Lock()
         self._stop = threading.Event()
         self._background_stop = threading.Event()

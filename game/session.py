@@ -173,12 +173,20 @@ class Session(StoryPrompt):
             memory=scenario.memory or "", note=scenario.authors_note or "", auto_summary=summaries
         )
         self._segments: dict[tuple[str, str], Segment] = {}
+        self.startup_notices: list[str] = []
         self.headroom = self.budget // 4 if headroom is None else headroom
         if len(self.system) + len(self._model_open) + 8 > self.budget:
             raise SessionError(
                 f"the system prompt takes {len(self.system)} tokens, too many for a context of "
                 f"{backend.n_ctx} with {self.max_tokens} reserved for replies; raise n_ctx"
             )
+        problem = self.memory_problem("memory", self.memory.memory)
+        if problem is not None:
+            # The scenario's memory is only where the player's starts: too big, it is left out
+            # (and the player told) rather than the game refused.
+            log.warning("the scenario's memory is left out: %s", problem)
+            self.memory.memory = ""
+            self.startup_notices.append(f"The scenario's memory was left out: {problem}.")
         # A written intro is the model's first turn, answering the opening: the story starts
         # from it without generating, and the model goes on in its voice.
         self.intro_turns = 0
