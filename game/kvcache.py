@@ -105,8 +105,9 @@ def realign_after_insert(
         if boundaries is not None and r not in boundaries:
             continue
         for q in starts.get(tuple(prompt[r : r + width]), ()):
-            if q > common and r - 1 > common and cached[q - 1] == prompt[r - 1]:
-                continue  # inside a run that starts earlier
+            earlier = r - 1 > common and (boundaries is None or r - 1 in boundaries)
+            if earlier and q > common and cached[q - 1] == prompt[r - 1]:
+                continue  # inside a run measured from its earlier start
             run = width + common_prefix(cached[q + width :], prompt[r + width :])
             if best is None or run > best[2]:
                 best = (q, r, run)

@@ -16,6 +16,7 @@ from game.memory import (
     DEFAULT_SUMMARY_BUDGET,
     StoryMemory,
     Summary,
+    clean_summary,
     memory_text,
     note_text,
     summary_request,
@@ -103,21 +104,32 @@ class StoryPrompt:
             turns.append(("user", action))
         return render(self.format.name, self.system_prompt, turns)
 
-    def _lore_for(self, action: str) -> list[LoreEntry]:
-        """The triggered lore for a turn: keywords in the action or the last reply."""
+    def _lore_for(self, action: str, budget: int | None = None) -> list[LoreEntry]:
+        """The triggered lore for a turn: keywords in the action or the last reply, within
+        ``budget`` tokens (the scenario's lore budget by default)."""
         if not self.scenario.lore:
             return []
         last = self.exchanges[-1].reply.text if self.exchanges else ""
         return lore.select(
             self.scenario.lore,
             f"{action}\n{last}",
-            self.scenario.lore_budget,
+            self.scenario.lore_budget if budget is None else budget,
             lambda text: len(self.backend.tokenize(text, special=False)),
         )
 
     @property
     def summary_budget(self) -> int:
         return self.scenario.summary_budget or DEFAULT_SUMMARY_BUDGET
+
+    def summary_room(self) -> int:
+        """Tokens the story-so-far segment may take: the summary's budget (with its header
+        and markers), a quarter of the prompt at most."""
+        return min(self.summary_budget + 16, self.budget // 4)
+
+    def _summary_overhead(self) -> int:
+        """Tokens the story-so-far segment takes besides the summary's own."""
+        empty = make_segment(self.backend, self.format, "system", summary_text(Summary(0, ".")))
+        return len(empty) - len(self.backend.tokenize(".", special=False))
 
     def _system_segment(self, kind: str, text: str) -> Segment | None:
         """A system segment of ``text`` (memoized: the same text gives the same tokens)."""
@@ -158,8 +170,7 @@ class StoryPrompt:
         reserve = sum(len(segment) for _, segment in parts)
         if self.memory.auto_summary and window_start > 0:
             written = sum(len(segment) for kind, segment in parts if kind == "summary")
-            wanted = min(self.summary_budget + 16, self.budget // 4)
-            reserve += max(wanted - written, 0)
+            reserve += max(self.summary_room() - written, 0)
         return reserve
 
     def _fit(self, pending_tokens: int) -> int:
@@ -208,7 +219,7 @@ class StoryPrompt:
             return None
         old = self.memory.active(self.window_start)
         first = old.through if old else 0
-        max_tokens = self.summary_budget
+        max_tokens = max(self.summary_room() - self._summary_overhead() - 2, 16)
         events: list[tuple[str, str]] = []
         user: Segment | None = None
         system: list[int] = []
@@ -262,7 +273,12 @@ class StoryPrompt:
             return False
         if self.memory.active(self.window_start) != job.old:
             return False
-        self.memory.add(Summary(job.through, text.strip()))
+        text = text.strip()
+        room = self.summary_room() - self._summary_overhead() - 2
+        if len(self.backend.tokenize(text, special=False)) > room:
+            # Tokenized again, generated text can come out longer: cut to the room.
+            text = clean_summary(cut_to_tokens(self.backend, text, room))
+        self.memory.add(Summary(job.through, text))
         return True
 
     def memory_problem(self, kind: str, text: str) -> str | None:
@@ -276,7 +292,7 @@ class StoryPrompt:
         limit = {
             "memory": self.budget // 4,
             "note": self.budget // 8,
-            "summary": min(self.summary_budget + 16, self.budget // 4),
+            "summary": self.summary_room(),
         }[kind]
         tokens = len(make_segment(self.backend, self.format, "system", rendered))
         if tokens <= limit:

@@ -213,3 +213,31 @@ def test_a_scenario_memory_too_big_for_the_context_is_left_out_and_the_player_to
     assert any("memory was left out" in notice for notice in notices)
     controller.play("I wait.")
     assert "brass key" not in backend.detokenize(backend.calls[0].prompt)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_ctx=st.integers(500, 1000),
+    memory_words=st.integers(0, 60),
+    note_words=st.integers(0, 40),
+    lore_words=st.integers(1, 120),
+    summary_budget=st.integers(32, 300),
+)
+def test_no_prompt_overflows_the_context_whatever_memory_note_lore_and_summary_take(
+    n_ctx, memory_words, note_words, lore_words, summary_budget
+):
+    """The scripted backend refuses a prompt that leaves no room for the reply (a real model
+    fails to find KV cells): memory, the summary's reserve, lore and note must yield first."""
+    lore = [{"keys": ["door"], "text": " ".join(["The door is old."] * lore_words)}]
+    scenario = {
+        "memory": " ".join(["Ann is brave."] * memory_words) or None,
+        "authors_note": " ".join(["Be eerie."] * note_words) or None,
+        "lore": lore,
+        "lore_budget": 4096,
+        "summary_budget": summary_budget,
+    }
+    controller, backend = game(n_ctx=n_ctx, **scenario)
+    for turn in range(8):
+        controller.play(f"I open door {turn} and step through it.")
+        controller.work_in_background()
+    assert all(call.max_tokens >= 0 for call in backend.calls)

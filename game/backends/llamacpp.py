@@ -301,6 +301,8 @@ class LlamaCppBackend:
         inserted = 0
         for _ in range(kvcache.MAX_EDITS):
             cache_plan = kvcache.plan(self.cached_tokens, planned, mode, boundaries)
+            cached = self._llm.n_tokens
+            log.debug("plan %s: %d prompt tokens, %d cached", cache_plan, len(prompt), cached)
             if cache_plan.drop is None:
                 break
             start, end = cache_plan.drop
