@@ -16,18 +16,16 @@ from game.backends.base import Backend, GenerationRequest, GenerationStats, Prog
 from game.choices import (
     parse_reply,
 )
-from game.lore import lore_text
 from game.memory import (
     StoryMemory,
 )
 from game.prompt import PromptFormat
 from game.reply_writer import MAX_OPTION_PASSES, ReplyWriter
-from game.scenario import LoreEntry, Sampling, Scenario, render_system_prompt
+from game.scenario import Sampling, Scenario, render_system_prompt
 from game.story_prompt import PromptPart, StoryPrompt, SummaryJob
 from game.transcript import (
     Exchange,
     Segment,
-    cut_to_tokens,
     make_segment,
     open_model_tokens,
     reply_segment,
@@ -224,56 +222,6 @@ class Session(StoryPrompt):
     def choices(self) -> list[str]:
         """The options the last reply offered."""
         return self.exchanges[-1].choices if self.exchanges else []
-
-    def _free_for_turn(self) -> int:
-        """Tokens the turn's own segments (action, lore, note, the model's prefix) may take
-        however far the window slides: the budget less the pinned segments as they will be
-        once everything has left the window (the summary's reserve included)."""
-        pinned = max(
-            self._pinned_reserve(self.window_start), self._pinned_reserve(len(self.exchanges))
-        )
-        return self.budget - pinned - len(self._model_open)
-
-    def _player_segment(self, action: str, notices: list[str], room: int) -> Segment:
-        segment = make_segment(self.backend, self.format, "user", action)
-        if len(segment) <= room:
-            return segment
-        markers = len(make_segment(self.backend, self.format, "user", ""))
-        cut = cut_to_tokens(self.backend, action, room - markers)
-        notices.append(
-            f"Your action was too long for the context window and was cut to "
-            f"{len(cut)} of {len(action)} characters."
-        )
-        return make_segment(self.backend, self.format, "user", cut)
-
-    def _turn_segments(
-        self, action: str, notices: list[str]
-    ) -> tuple[Segment, Segment | None, Segment | None, list[LoreEntry]]:
-        """The turn's own segments, within what the pinned ones leave: the action first, then
-        triggered lore, then the author's note (each left out when it does not fit)."""
-        free = self._free_for_turn()
-        player = self._player_segment(action, notices, free)
-        left = free - len(player)
-        # Triggered lore is a system segment just before the new player turn, not part of the
-        # pinned system prompt: the cached prompt before it stays valid, and next turn its span
-        # is dropped from the cache like any segment that left the prompt.
-        entries = self._lore_for(action, min(self.scenario.lore_budget, max(left - 8, 0)))
-        lore_segment = (
-            make_segment(self.backend, self.format, "system", lore_text(entries))
-            if entries
-            else None
-        )
-        if lore_segment is not None and len(lore_segment) > left:
-            log.info("triggered lore left out: %d tokens, %d free", len(lore_segment), left)
-            lore_segment, entries = None, []
-        left -= len(lore_segment) if lore_segment else 0
-        # The author's note sits just before the action, like lore: only its own tokens are
-        # read each turn, and next turn its span is dropped from the cache.
-        note = self.note_segment()
-        if note is not None and len(note) > min(left, self.budget // 8):
-            notices.append("The author's note was left out this turn: the window has no room.")
-            note = None
-        return player, lore_segment, note, entries
 
     def play(
         self,

@@ -6,6 +6,7 @@ each module has one job; no I/O, no UI.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,6 +36,9 @@ from game.transcript import (
 if TYPE_CHECKING:
     from game.backends.base import Backend
     from game.scenario import LoreEntry, Scenario
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,13 +99,10 @@ class StoryPrompt:
         for exchange in self.kept_exchanges():
             turns += [("user", exchange.player.text), ("model", exchange.reply.text)]
         if action is not None:
-            entries = self._lore_for(action)
-            if entries:
-                turns.append(("system", lore_text(entries)))
-            note = self.note_segment()
-            if note is not None:
-                turns.append(("system", note.text))
-            turns.append(("user", action))
+            player, lore_segment, note, _ = self._turn_segments(action, [])
+            for role, segment in (("system", lore_segment), ("system", note), ("user", player)):
+                if segment is not None:
+                    turns.append((role, segment.text))
         return render(self.format.name, self.system_prompt, turns)
 
     def _lore_for(self, action: str, budget: int | None = None) -> list[LoreEntry]:
@@ -193,6 +194,56 @@ class StoryPrompt:
         if reserve > self._pinned_reserve(self.window_start):
             start = fit(reserve)
         return start
+
+    def _free_for_turn(self) -> int:
+        """Tokens the turn's own segments (action, lore, note, the model's prefix) may take
+        however far the window slides: the budget less the pinned segments as they will be
+        once everything has left the window (the summary's reserve included)."""
+        pinned = max(
+            self._pinned_reserve(self.window_start), self._pinned_reserve(len(self.exchanges))
+        )
+        return self.budget - pinned - len(self._model_open)
+
+    def _player_segment(self, action: str, notices: list[str], room: int) -> Segment:
+        segment = make_segment(self.backend, self.format, "user", action)
+        if len(segment) <= room:
+            return segment
+        markers = len(make_segment(self.backend, self.format, "user", ""))
+        cut = cut_to_tokens(self.backend, action, room - markers)
+        notices.append(
+            f"Your action was too long for the context window and was cut to "
+            f"{len(cut)} of {len(action)} characters."
+        )
+        return make_segment(self.backend, self.format, "user", cut)
+
+    def _turn_segments(
+        self, action: str, notices: list[str]
+    ) -> tuple[Segment, Segment | None, Segment | None, list[LoreEntry]]:
+        """The turn's own segments, within what the pinned ones leave: the action first, then
+        triggered lore, then the author's note (each left out when it does not fit)."""
+        free = self._free_for_turn()
+        player = self._player_segment(action, notices, free)
+        left = free - len(player)
+        # Triggered lore is a system segment just before the new player turn, not part of the
+        # pinned system prompt: the cached prompt before it stays valid, and next turn its span
+        # is dropped from the cache like any segment that left the prompt.
+        entries = self._lore_for(action, min(self.scenario.lore_budget, max(left - 8, 0)))
+        lore_segment = (
+            make_segment(self.backend, self.format, "system", lore_text(entries))
+            if entries
+            else None
+        )
+        if lore_segment is not None and len(lore_segment) > left:
+            log.info("triggered lore left out: %d tokens, %d free", len(lore_segment), left)
+            lore_segment, entries = None, []
+        left -= len(lore_segment) if lore_segment else 0
+        # The author's note sits just before the action, like lore: only its own tokens are
+        # read each turn, and next turn its span is dropped from the cache.
+        note = self.note_segment()
+        if note is not None and len(note) > min(left, self.budget // 8):
+            notices.append("The author's note was left out this turn: the window has no room.")
+            note = None
+        return player, lore_segment, note, entries
 
     def note_segment(self) -> Segment | None:
         """The author's note's segment, or None when there is no note."""
@@ -332,15 +383,17 @@ class StoryPrompt:
             parts.append(
                 PromptPart("exchange", f"turn {index}", exchange.token_count, exchange.player.text)
             )
-        if action is not None:
-            entries = self._lore_for(action)
-            if entries:
-                lore_segment = make_segment(self.backend, self.format, "system", lore_text(entries))
-                parts.append(PromptPart("lore", "lore", len(lore_segment), lore_segment.text))
-        note = self.note_segment()
-        if note is not None:
-            parts.append(PromptPart("note", "author's note", len(note), note.text))
-        if action is not None:
-            player = make_segment(self.backend, self.format, "user", action)
-            parts.append(PromptPart("action", "your action", len(player), action))
+        if action is None:
+            note = self.note_segment()
+            if note is not None:
+                parts.append(PromptPart("note", "author's note", len(note), note.text))
+            return parts
+        player, lore_segment, note, _ = self._turn_segments(action, [])
+        for kind, label, segment in (
+            ("lore", "lore", lore_segment),
+            ("note", "author's note", note),
+            ("action", "your action", player),
+        ):
+            if segment is not None:
+                parts.append(PromptPart(kind, label, len(segment), segment.text))
         return parts
