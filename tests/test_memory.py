@@ -241,3 +241,17 @@ def test_no_prompt_overflows_the_context_whatever_memory_note_lore_and_summary_t
         controller.play(f"I open door {turn} and step through it.")
         controller.work_in_background()
     assert all(call.max_tokens >= 0 for call in backend.calls)
+
+
+def test_the_context_view_adds_up_to_the_prompt_the_turn_sends():
+    lore = [{"keys": ["door"], "text": "The door is older than the house."}]
+    controller, backend = game(memory="Ann is brave.", authors_note="Be eerie.", lore=lore)
+    controller.play("I look around.")
+    view = controller.context_view("I open the door.")
+    first = len(backend.calls)
+    result = controller.play("I open the door.").result
+    assert not result.slid
+    model_open = len(controller.session._model_open)
+    assert sum(part.tokens for part in view) + model_open == len(backend.calls[first].prompt)
+    assert [part.kind for part in view][-3:] == ["lore", "note", "action"]
+    assert result.segments["lore"] == next(p.tokens for p in view if p.kind == "lore")
