@@ -129,6 +129,12 @@ def _play_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="with --headless: one JSON per turn")
     parser.add_argument("--saves", type=Path, metavar="DIR", help="the save folder")
     parser.add_argument("--no-save", action="store_true", help="do not save the game")
+    parser.add_argument(
+        "--no-summaries",
+        action="store_true",
+        help="new games: the model writes no story-so-far summary as turns leave the window "
+        "(in the game: /summary on|off)",
+    )
     _model_options(parser)
 
 
@@ -216,6 +222,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "prompt_format": getattr(args, "format", None),
         "choice_mode": getattr(args, "choices", None),
         "saves_dir": getattr(args, "saves", None),
+        "summaries": False if getattr(args, "no_summaries", False) else None,
         **remote_overrides(args),
     }
     overrides: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
@@ -424,6 +431,9 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
             json_mode=args.json,
             stream=sys.stdout.isatty(),
             progress=sys.stderr.isatty(),
+            # A person types while the model summarizes; a script's lines are there at once,
+            # so its summaries are written before the next line is read (see game.headless).
+            background="thread" if sys.stdin.isatty() else "wait",
         ).run()
     finally:
         problem = game.close()
