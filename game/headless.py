@@ -152,7 +152,7 @@ class HeadlessGame:
         if not (through or outcome.summary is not None):
             return  # only the prompt was made ready
         if self.json_mode:
-            event = summary_event(self.session, outcome, through)
+            event = summary_event(outcome, through)
             print(json.dumps(event, ensure_ascii=False), file=self.out, flush=True)
         elif outcome.summary is not None:
             self._say(f"(story so far: {turns_label(1, outcome.through)} summarized)")

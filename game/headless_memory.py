@@ -170,7 +170,7 @@ def context_json(session: Session, action: str | None, *, running: bool) -> dict
     }
 
 
-def summary_event(session: Session, outcome: BackgroundOutcome, through: int) -> dict[str, object]:
+def summary_event(outcome: BackgroundOutcome, through: int) -> dict[str, object]:
     """A round of background work that was to write a summary, as the JSON event printed
     with ``--json``; ``through`` is what it was to cover when it was not written."""
     written = outcome.summary is not None
@@ -182,8 +182,8 @@ def summary_event(session: Session, outcome: BackgroundOutcome, through: int) ->
         "through": outcome.through if written else through,
         "written": written,
         "text": outcome.summary,
-        "tokens": (len(session.backend.tokenize(outcome.summary, special=False)) if written else 0),
-        "generated_tokens": stats.generated_tokens if stats else 0,
+        # What the model wrote (told without asking the backend: a turn may be using it).
+        "tokens": stats.generated_tokens if stats else 0,
         "seconds": round(outcome.seconds, 4),
         "evaluated_tokens": outcome.evaluated_tokens,
         "cancelled": cancelled,
