@@ -198,7 +198,9 @@ def play_session(
     # With memory on, the game's own flow: the controller plays the turn, then does the work
     # waiting for an idle model (here at once, as if the player read for as long as it takes).
     game = GameController(session, None) if strategy.memory else None
-    # Each turn brings the player's segment and the model's prefix; after the first turn also
+    # Each turn brings the player's segment, its triggered lore and the author's note (read
+    # each turn by design, just before the action) and the model's prefix; after the first
+    # turn also
     # the previous reply's closing (its suffix, or the next marker's start where markers are
     # text) and its last token, which was sampled but never fed back to the model. Where the
     # reply's last word is tokenized again with the marker (the seam), what that costs beyond
@@ -213,6 +215,7 @@ def play_session(
         action = f"{ACTIONS[turn % len(ACTIONS)]} (turn {turn + 1})"
         result = game.play(action).result if game is not None else session.play(action)
         player = len(session.exchanges[-1].player)
+        player += result.segments.get("lore", 0) + result.segments.get("note", 0)
         new = player + model_open + model_close + 1 if turn else result.stats.prompt_tokens
         costs.append(
             TurnCost(
