@@ -235,9 +235,9 @@ def test_a_number_is_recalled_however_its_digits_are_separated(digits, gap, befo
     answer = "-".join(str(digit) for digit in digits)
     reply = before + gap.join(str(digit) for digit in digits) + after
     assert recall.recalled(reply, answer)
-    # ... and not when another digit is glued on (one other than the first: "99-9" does hold
-    # the digits 9 and 9).
-    glued = "8" if digits[0] == 9 else "9"
+    # ... and not when another digit is glued on. (Not the same digit again: separators are
+    # optional, so "99-9" does hold "9-9".)
+    glued = str((digits[0] + 1) % 10)
     assert not recall.recalled(before + glued + reply[len(before) :], answer)
 
 

@@ -131,7 +131,8 @@ def normalize(text: str) -> str:
 
 def answer_pattern(answer: str) -> re.Pattern[str]:
     """The pattern a reply must match for ``answer``: whole words (a plural -s or -es allowed),
-    digits of a number with any of the usual separators between them, nothing glued on."""
+    digits of a number with any of the usual separators between them or none (so "99-9"
+    holds "9-9"), nothing glued on."""
     wanted = _DIGIT_GAP_RE.sub("", normalize(answer))
     parts: list[str] = []
     for piece in re.findall(r"[0-9]+|[^0-9]+", wanted):
