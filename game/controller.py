@@ -24,6 +24,7 @@ from game.backends.base import Backend, ProgressCallback
 from game.catalog import ScenarioEntry
 from game.config import ConfigError, Settings, resolve_saves_dir
 from game.kvstore import persist
+from game.memory import MEMORY_LIMITS
 from game.models import ModelHost
 from game.prompt import get_format
 from game.runtime import game_model_info, new_session
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 TextCallback = Callable[[str], None]
 # How long a turn waits for background work (a summary being written) to stop.
 BACKGROUND_STOP_S = 30.0
-# The most characters of the memory, the author's note and an edited summary.
-MEMORY_LIMITS = {"memory": 4000, "note": 1000, "summary": 4000}
 
 
 class MemoryTextError(ValueError):

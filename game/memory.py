@@ -18,6 +18,9 @@ from dataclasses import dataclass, field, replace
 
 # Tokens a summary may take when the scenario does not say.
 DEFAULT_SUMMARY_BUDGET = 200
+# The most characters of the memory, the author's note and a summary (a scenario's defaults
+# are held to the same).
+MEMORY_LIMITS = {"memory": 4000, "note": 1000, "summary": 4000}
 # The most summaries a game keeps (older ones are only needed after a long undo).
 MAX_SUMMARIES = 50
 MEMORY_HEADER = "Memory (facts of this story that must not be forgotten):"

@@ -178,13 +178,7 @@ class Session(StoryPrompt):
                 f"the system prompt takes {len(self.system)} tokens, too many for a context of "
                 f"{backend.n_ctx} with {self.max_tokens} reserved for replies; raise n_ctx"
             )
-        problem = self.memory_problem("memory", self.memory.memory)
-        if problem is not None:
-            # The scenario's memory is only where the player's starts: too big, it is left out
-            # (and the player told) rather than the game refused.
-            log.warning("the scenario's memory is left out: %s", problem)
-            self.memory.memory = ""
-            self.startup_notices.append(f"The scenario's memory was left out: {problem}.")
+        self.check_memory_fits()
         # A written intro is the model's first turn, answering the opening: the story starts
         # from it without generating, and the model goes on in its voice.
         self.intro_turns = 0

@@ -70,6 +70,7 @@ class StoryPrompt:
     system: Segment
     system_prompt: str
     memory: StoryMemory
+    startup_notices: list[str]
     exchanges: list[Exchange]
     window_start: int
     headroom: int
@@ -151,7 +152,9 @@ class StoryPrompt:
         start = self.window_start if window_start is None else window_start
         parts: list[tuple[str, Segment]] = [("system", self.system)]
         memory = self._system_segment("memory", memory_text(self.memory.memory))
-        if memory is not None:
+        # A memory too big for this context (a save resumed with a smaller n_ctx, a scenario's
+        # long default) stays the game's, shown and saved, but out of the prompt.
+        if memory is not None and len(memory) <= self.budget // 4:
             parts.append(("memory", memory))
         summary = self._system_segment("summary", summary_text(self.memory.active(start)))
         if summary is not None:
@@ -352,6 +355,16 @@ class StoryPrompt:
             f"the {kind} takes {tokens} tokens; at most {limit} fit a context of "
             f"{self.backend.n_ctx}: shorten it, or raise n_ctx"
         )
+
+    def check_memory_fits(self) -> None:
+        """Tell the player (``startup_notices``) when the memory is too big for this context:
+        it is then left out of the prompt, kept in the game until shortened."""
+        problem = self.memory_problem("memory", self.memory.memory)
+        if problem is not None:
+            log.warning("the memory is left out of the prompt: %s", problem)
+            self.startup_notices.append(
+                f"The memory is left out of the prompt until you shorten it: {problem}."
+            )
 
     def replace_summary(self, text: str) -> None:
         """Put the player's own text in place of the story so far (covering the exchanges
