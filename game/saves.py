@@ -155,11 +155,12 @@ class SavedTurn(BaseModel):
 
 
 class SavedSummary(BaseModel):
-    """A story-so-far summary of the first ``through`` exchanges."""
+    """A story-so-far summary of the first ``through`` exchanges (0: the player's own, written
+    before any turn left the window; the first summary the model writes starts from it)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    through: int = Field(ge=1)
+    through: int = Field(ge=0)
     text: str = Field(min_length=1, max_length=MEMORY_LIMITS["summary"])
 
 
@@ -466,7 +467,7 @@ def _summaries_problem(save: SaveGame) -> str | None:
     """Summaries cover ever more exchanges, and only exchanges the save has (undone ones
     included: after an undo, a summary of them serves again on redo)."""
     exchanges = (len(save.turns) + len(save.redo)) // 2
-    previous = 0
+    previous = -1
     for index, summary in enumerate(save.memory.summaries):
         if summary.through <= previous:
             return f"memory.summaries.{index}.through: summaries must cover ever more turns"

@@ -198,7 +198,7 @@ def test_a_hostile_memory_block_loads_safely_or_is_one_clear_line(tmp_path, memo
         assert not any("<|system|>" in text or "<|user|>" in text for text in texts)
         throughs = [s.through for s in save.memory.summaries]
         assert throughs == sorted(set(throughs))
-        assert all(0 < through <= save.turn_count + len(save.redo) // 2 for through in throughs)
+        assert all(0 <= through <= save.turn_count + len(save.redo) // 2 for through in throughs)
     assert path.read_bytes() == raw  # never touched
 
 
@@ -240,3 +240,13 @@ def test_a_memory_too_big_for_a_smaller_context_stays_saved_but_out_of_the_promp
     assert "brass key" not in backend.detokenize(backend.calls[0].prompt)
     assert session.memory.memory.startswith("The brass key")
     assert Summary(3, "Ann came in.") in session.memory.summaries
+
+
+def test_a_story_so_far_written_before_any_turn_left_the_window_is_saved_and_loaded(tmp_path):
+    """`/summary TEXT` on a fresh game keeps a summary of 0 exchanges (the player's prologue,
+    which the first summary the model writes starts from): saving it crashed the game."""
+    document = _v2_document()
+    document["memory"]["summaries"] = [{"through": 0, "text": "Ada came by night."}]
+    path = tmp_path / "prologue.json"
+    path.write_text(json.dumps(document))
+    assert [(s.through, s.text) for s in load(path).memory.summaries] == [(0, "Ada came by night.")]
