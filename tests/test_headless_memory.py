@@ -582,3 +582,23 @@ def test_digits_that_are_no_choice_number_are_played_as_text(tmp_path):
         "7" * 5000,  # cut to fit in the prompt, played as typed
         objects[2]["choices"][1],
     ]
+
+
+def test_memory_note_and_summary_go_on_after_a_resume(tmp_path):
+    stdin = "/memory Ada is a reporter.\n/note Keep it eerie.\n" + WALK
+    first = run_scripted(
+        "play", "--headless", "--json", "--name", "kept", *SMALL, stdin=stdin, tmp_path=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    events = [item for item in json_lines(first.stdout) if item.get("event") == "summary"]
+    through = events[-1]["through"]
+    resumed = run_scripted(
+        "resume", "kept", "--headless", "--json", *SMALL, stdin="/context\n", tmp_path=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    objects = json_lines(resumed.stdout)
+    assert objects[0]["resumed"] and objects[-1]["event"] == "context"
+    parts = {part["kind"]: part["text"] for part in objects[-1]["parts"]}
+    assert "Ada is a reporter." in parts["memory"] and "Keep it eerie." in parts["note"]
+    assert "Ann met the smith Bo" in parts["summary"]
+    assert objects[-1]["summary_through"] == through
