@@ -349,10 +349,15 @@ class GameController:
         stops it and goes first; the summary is then written at the next idle moment. Returns
         None when there was nothing to do or the game was busy.
         """
-        if not self.has_background_work or not self._turn_lock.acquire(blocking=False):
+        if not self.has_background_work:
             return None
-        self._background_running = True
+        # Marked running before the lock is taken: a turn that finds the lock held then always
+        # knows to stop this work (and its stop is never cleared after it was asked for).
         self._background_stop.clear()
+        self._background_running = True
+        if not self._turn_lock.acquire(blocking=False):
+            self._background_running = False
+            return None
         try:
             if self._closed:
                 return None

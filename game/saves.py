@@ -674,15 +674,19 @@ class SaveSlot:
 
     def save(self, session: Session, *, overwrite: bool = False) -> Path:
         """Write the session to this slot's file; see :meth:`SaveFolder.write`."""
-        document = snapshot(
-            session,
-            name=self.name,
-            game_id=self.game_id,
-            created_at=self.created_at,
-            model=self.model,
-            pack_id=self.pack_id,
-        )
         path = self.path
+        try:
+            document = snapshot(
+                session,
+                name=self.name,
+                game_id=self.game_id,
+                created_at=self.created_at,
+                model=self.model,
+                pack_id=self.pack_id,
+            )
+        except ValidationError as exc:
+            # A game the save format cannot hold (a bug): one line, and the file untouched.
+            raise SaveError(path, f"the game cannot be saved: {first_error(exc, 'save')}") from None
         own = path == self.owned
         if own and self.migrated_from is not None:
             self._keep_original(path, self.migrated_from)

@@ -15,6 +15,7 @@ from game import lore
 from game.lore import lore_text
 from game.memory import (
     DEFAULT_SUMMARY_BUDGET,
+    MEMORY_LIMITS,
     StoryMemory,
     Summary,
     clean_summary,
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+# Tokens a turn keeps for itself (action, lore, note, the model's prefix) before a summary gets
+# room in a small context; and the least room worth a summary at all.
+MIN_TURN_TOKENS = 96
+MIN_SUMMARY_ROOM = 48
 
 
 @dataclass(frozen=True)
@@ -125,8 +131,13 @@ class StoryPrompt:
 
     def summary_room(self) -> int:
         """Tokens the story-so-far segment may take: the summary's budget (with its header
-        and markers), a quarter of the prompt at most."""
-        return min(self.summary_budget + 16, self.budget // 4)
+        and markers), a quarter of the prompt at most, and never so much that a turn would
+        have less than :data:`MIN_TURN_TOKENS` left after the system prompt (a small context
+        then has no summaries: 0)."""
+        pinned = sum(len(part) for kind, part in self.pinned_parts(0) if kind != "summary")
+        left = self.budget - pinned - len(self._model_open) - MIN_TURN_TOKENS
+        room = min(self.summary_budget + 16, self.budget // 4, left)
+        return room if room >= MIN_SUMMARY_ROOM else 0
 
     def _summary_overhead(self) -> int:
         """Tokens the story-so-far segment takes besides the summary's own."""
@@ -256,7 +267,7 @@ class StoryPrompt:
     def summary_pending(self) -> bool:
         """Whether exchanges have left the window that no summary covers yet (and summaries
         are on)."""
-        if not self.memory.auto_summary:
+        if not self.memory.auto_summary or not self.summary_room():
             return False
         active = self.memory.active(self.window_start)
         return self.window_start > (active.through if active else 0)
@@ -327,7 +338,7 @@ class StoryPrompt:
             return False
         if self.memory.active(self.window_start) != job.old:
             return False
-        text = text.strip()
+        text = text.strip()[: MEMORY_LIMITS["summary"]]
         room = self.summary_room() - self._summary_overhead() - 2
         if len(self.backend.tokenize(text, special=False)) > room:
             # Tokenized again, generated text can come out longer: cut to the room.

@@ -255,3 +255,18 @@ def test_the_context_view_adds_up_to_the_prompt_the_turn_sends():
     assert sum(part.tokens for part in view) + model_open == len(backend.calls[first].prompt)
     assert [part.kind for part in view][-3:] == ["lore", "note", "action"]
     assert result.segments["lore"] == next(p.tokens for p in view if p.kind == "lore")
+
+
+def test_a_context_too_small_for_a_summary_plays_on_without_one():
+    """A long system prompt in a small context: the summary's reserve would leave the turn no
+    room (every action cut to nothing, then no KV cells), so there are no summaries."""
+    # A system prompt of 406 scripted tokens; 134 left for the turns and their window.
+    controller, backend = game(n_ctx=600, setting=" ".join(["A long hall of doors."] * 20))
+    session = controller.session
+    assert session.summary_room() == 0
+    for turn in range(10):
+        result = controller.play(f"I open door {turn}.").result
+        assert not result.notices, result.notices
+        controller.work_in_background()
+    assert session.window_start > 0
+    assert all(call.kind == "turn" for call in backend.calls)
