@@ -106,8 +106,8 @@ def realign_after_insert(
             continue
         for q in starts.get(tuple(prompt[r : r + width]), ()):
             earlier = r - 1 > common and (boundaries is None or r - 1 in boundaries)
-            if earlier and q > common and cached[q - 1] == prompt[r - 1]:
-                continue  # inside a run measured from its earlier start
+            if q > common and earlier and cached[q - 1] == prompt[r - 1]:
+                continue  # inside a run that starts earlier (and is measured from there)
             run = width + common_prefix(cached[q + width :], prompt[r + width :])
             if best is None or run > best[2]:
                 best = (q, r, run)

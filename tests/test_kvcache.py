@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from game.backends.scripted import ScriptedBackend
-from game.kvcache import MIN_REPLACE_MATCH, MIN_SHIFT_MATCH, CachePlan, apply, plan
+from game.kvcache import (
+    MIN_REPLACE_MATCH,
+    MIN_SHIFT_MATCH,
+    CachePlan,
+    apply,
+    plan,
+    segment_starts,
+)
 from game.prompt import METHARME
 from game.session import Session
 from tests.factories import make_scenario
@@ -81,6 +88,21 @@ def test_a_replacement_reuses_the_kept_tail_not_a_quote_of_a_dropped_exchange():
     assert result.drop == (len(SYSTEM), len(SYSTEM + E1 + quote + E2))
     assert result.insert == len([5, *quote, 6])
     assert result.reuse == len(prompt) - 1
+
+
+def test_a_replacement_at_a_segment_start_after_a_token_both_segments_end_with():
+    # ChatML closes every segment with "<|im_end|>\n": the token before the kept exchanges is
+    # the same in the cache and the prompt, but the run is measured from the segment start.
+    end = [3]
+    old_summary, new_summary = [*range(900, 910), *end], [*range(950, 975), *end]
+    kept = list(range(1000, 1000 + 2 * MIN_REPLACE_MATCH))
+    cached = SYSTEM + old_summary + E1 + end + kept
+    segments = [SYSTEM, new_summary, kept]
+    prompt = SYSTEM + new_summary + kept + NEW
+    result = plan(cached, prompt, "shift", segment_starts(segments))
+    assert result.drop == (len(SYSTEM), len(SYSTEM + old_summary + E1 + end))
+    assert result.insert == len(new_summary)
+    assert result.reuse == len(SYSTEM + new_summary + kept)
 
 
 def test_a_replacement_needs_a_long_run():

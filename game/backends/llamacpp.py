@@ -4,28 +4,30 @@ Generation runs its own loop over ``Llama.eval`` and one sampler per reply, rath
 ``Llama.generate``, so the backend knows exactly which prompt tokens it evaluated, can stop on
 the model's end-of-generation tokens and on the caller's word, and keeps the KV cache in step with
 the prompt's segments.
+
+The backend is one class in four modules: this one (loading, the vocabulary, a turn's prompt
+and reply), :mod:`~game.backends.llama_inplace` (edits of the cache: spans dropped or replaced
+in place, the prompt made ready while the player reads, the side context for summaries),
+:mod:`~game.backends.llama_state` (caches stored on disk) and
+:mod:`~game.backends.llama_sampling` (the sampler chain and the token loop). The first three
+reach into llama-cpp-python's private context and token record; each says why.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import functools
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import llama_cpp
-from llama_cpp._internals import LlamaSampler
 
 from game import kvcache
-from game.backends import llama_inplace, llama_log, llama_state
+from game.backends import llama_inplace, llama_log, llama_sampling, llama_state
 from game.backends.base import (
     BackendError,
-    FinishReason,
     GenerationCancelled,
     GenerationRequest,
     GenerationStats,
@@ -45,15 +47,6 @@ log = logging.getLogger(__name__)
 # at most: small enough that a 7B model on a CPU reports every few seconds, large enough that
 # batched reading keeps its speed (see the README's numbers for ``bench speed``).
 PROGRESS_BATCH = 128
-# A stored cache is loaded only when it saves reading at least this many tokens.
-MIN_STORE_GAIN = 32
-# The cache is stored before a prompt replaces it when it holds at least this many tokens and
-# the new prompt keeps less than half of them (another game; not a retry or an undo).
-MIN_STORE_TOKENS = 64
-# Work the player may be waiting on to stop (a summary written while they read, or evaluated
-# in place) checks for a cancel after each batch of this many tokens: a 7B model on a CPU
-# reads it in about a second.
-BACKGROUND_BATCH = 32
 
 
 def gpu_offload_supported() -> bool:
@@ -68,7 +61,7 @@ def check_model_file(path: Path) -> None:
         raise BackendError(problem)
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(llama_inplace.CacheEdits, llama_state.StoredCaches, llama_sampling.Sampling):
     """A GGUF model loaded with llama-cpp-python.
 
     Args:
@@ -167,13 +160,24 @@ class LlamaCppBackend:
         )
         self._anchor = self._raw_tokenize("\n", special=False)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        memory = llama_cpp.llama_get_memory(self._llm._ctx.ctx)
-        self.can_shift = bool(memory) and bool(llama_cpp.llama_memory_can_shift(memory))
-        if cache_mode == "shift" and not self.can_shift:
+        cannot_shift = llama_inplace.shift_problem(self._llm)
+        cannot_insert = llama_inplace.insert_problem(self._llm, self._n_ctx)
+        self.can_shift = cannot_shift is None
+        self.can_insert = cannot_insert is None
+        self._unsettled = False
+        if cache_mode == "shift" and cannot_shift:
             log.warning(
-                "%s: this model's KV cache cannot be shifted (recurrent or sliding-window "
-                "attention); old turns leaving the window will make the prompt be read again",
+                "%s: this model's KV cache cannot be shifted (%s): old turns leaving the "
+                "window, and each new story so far, will make the prompt be read again",
                 model_path.name,
+                cannot_shift,
+            )
+        elif cache_mode == "shift" and cannot_insert:
+            log.warning(
+                "%s: this model's KV cache cannot take new tokens in place (%s): each new "
+                "story so far will make the prompt after it be read again",
+                model_path.name,
+                cannot_insert,
             )
         self._identity: ModelIdentity | None = None
         if kv_store is not None:
@@ -219,10 +223,6 @@ class LlamaCppBackend:
     @property
     def supports_grammar(self) -> bool:
         return True
-
-    @property
-    def edits_cache_in_place(self) -> bool:
-        return self.can_shift and self.cache_mode == "shift"
 
     def bos(self) -> list[int]:
         return [self._llm.token_bos()] if self._add_bos else []
@@ -284,61 +284,6 @@ class LlamaCppBackend:
         """The tokens whose keys and values are in the KV cache, in order."""
         return self._llm.input_ids[: self._llm.n_tokens].tolist()
 
-    def _prepare_cache(
-        self,
-        prompt: Sequence[int],
-        boundaries: set[int],
-        on_progress: ProgressCallback | None = None,
-        *,
-        whole: bool = False,
-    ) -> tuple[int, int]:
-        """Make the KV cache hold the longest start of ``prompt`` it can, in up to
-        :data:`kvcache.MAX_EDITS` edits: spans removed, or replaced by prompt tokens evaluated
-        in place. ``whole`` lets it hold all of ``prompt`` (nothing is sampled after it).
-        Returns the prompt tokens it holds and how many were evaluated in place."""
-        mode = self.cache_mode if self.can_shift or self.cache_mode == "none" else "prefix"
-        planned = [*prompt, -1] if whole else prompt  # -1: never cached, never reused
-        inserted = 0
-        for _ in range(kvcache.MAX_EDITS):
-            cache_plan = kvcache.plan(self.cached_tokens, planned, mode, boundaries)
-            cached = self._llm.n_tokens
-            log.debug("plan %s: %d prompt tokens, %d cached", cache_plan, len(prompt), cached)
-            if cache_plan.drop is None:
-                break
-            start, end = cache_plan.drop
-            if not cache_plan.insert:
-                self._drop_span(start, end)
-                continue
-            size = self._llm.n_tokens
-            room = self.n_ctx - start - cache_plan.insert
-            self.shifts += 1
-            inserted += llama_inplace.replace_span(
-                self._llm,
-                start,
-                end,
-                prompt[start : start + cache_plan.insert],
-                max(min(size - end, room), 0),
-                step=BACKGROUND_BATCH if on_progress is not None else self._llm.n_batch,
-                on_progress=on_progress,
-            )
-        return cache_plan.reuse, inserted
-
-    def _drop_span(self, start: int, end: int) -> None:
-        """Remove cache positions [start, end) and shift the rest down, keeping the record of
-        cached tokens in step."""
-        llm = self._llm
-        size = llm.n_tokens
-        delta = end - start
-        if not llm._ctx.kv_cache_seq_rm(0, start, end):
-            raise RuntimeError("llama.cpp refused to remove a span of the KV cache")
-        llm._ctx.kv_cache_seq_shift(0, end, -1, -delta)
-        llm.input_ids[start : size - delta] = llm.input_ids[end:size].copy()
-        llm.n_tokens = size - delta
-        self.shifts += 1
-        log.info(
-            "context shift: %d cached tokens removed at %d, %d kept", delta, start, size - delta
-        )
-
     def generate(
         self,
         segments: Sequence[Sequence[int]],
@@ -368,7 +313,6 @@ class LlamaCppBackend:
         llm = self._llm
         self._store_before_switch(prompt)
         reuse, inserted = self._prepare_cache(prompt, kvcache.segment_starts(segments))
-        llm.n_tokens = reuse
         reuse, loaded = self._load_stored(prompt, reuse)
         evaluated = len(prompt) - reuse + inserted
         self._read_prompt(prompt, reuse, on_progress)
@@ -399,110 +343,6 @@ class LlamaCppBackend:
             stored_tokens=loaded,
         )
 
-    def _stream(
-        self,
-        sample: Callable[[], int],
-        evaluate: Callable[[Sequence[int]], None],
-        request: GenerationRequest,
-        on_token: TokenCallback,
-        started: float,
-    ) -> tuple[int, FinishReason, float]:
-        """Sample and evaluate tokens until the end token, ``max_tokens`` or a stop; returns
-        the tokens generated, why it finished and the time to the first token."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        ttft = 0.0
-        generated = 0
-        finish: FinishReason = "length"
-        while generated < request.max_tokens:
-            token = sample()
-            if generated == 0:
-                ttft = time.perf_counter() - started
-            if self.is_end(token):
-                finish = "eos"
-                break
-            generated += 1
-            keep_going = on_token(token, decoder.decode(self.piece(token)))
-            if generated >= request.max_tokens:
-                break
-            if not keep_going:
-                finish = "stopped"
-                break
-            evaluate([token])
-        return generated, finish, ttft
-
-    def generate_aside(
-        self,
-        segments: Sequence[Sequence[int]],
-        request: GenerationRequest,
-        on_token: TokenCallback,
-        on_progress: ProgressCallback | None = None,
-    ) -> GenerationStats:
-        """Generate on a side context (see :class:`llama_inplace.SideContext`), allocated on
-        first use with the game's context size: the game's KV cache stays as it is."""
-        prompt = joined_prompt(segments, self.n_ctx, f"n_ctx {self.n_ctx}")
-        with self._lock:
-            self._check_open()
-            started = time.perf_counter()
-            try:
-                if self._side is None:
-                    self._side = llama_inplace.SideContext(self._llm, self.n_ctx)
-                side = self._side
-                evaluated = side.read(prompt, BACKGROUND_BATCH, on_progress)
-                reading_s = time.perf_counter() - started
-                chain = self._make_chain(request)
-
-                def sample() -> int:
-                    return chain.sample(side.context, -1)
-
-                generated, finish, ttft = self._stream(
-                    sample, side.eval, request, on_token, started
-                )
-            except (RuntimeError, OSError, ValueError) as exc:
-                if self._side is not None:
-                    self._side.tokens = []
-                    llama_cpp.llama_memory_clear(
-                        llama_cpp.llama_get_memory(self._side.context.ctx), True
-                    )
-                raise BackendError(f"generation failed: {exc}") from None
-        return GenerationStats(
-            prompt_tokens=len(prompt),
-            evaluated_tokens=evaluated,
-            generated_tokens=generated,
-            ttft_s=ttft,
-            total_s=time.perf_counter() - started,
-            finish_reason=finish,
-            reading_s=reading_s,
-        )
-
-    def prepare(
-        self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
-    ) -> GenerationStats:
-        """Make the cache hold the prompt: a replaced span evaluated in place, the rest read
-        in batches; a cancel keeps what was done."""
-        prompt = joined_prompt(segments, self.n_ctx, f"n_ctx {self.n_ctx}")
-        with self._lock:
-            self._check_open()
-            started = time.perf_counter()
-            try:
-                reuse, inserted = self._prepare_cache(
-                    prompt, kvcache.segment_starts(segments), on_progress, whole=True
-                )
-                self._llm.n_tokens = reuse
-                self._read_prompt(prompt, reuse, on_progress, step=BACKGROUND_BATCH)
-            except (RuntimeError, OSError, ValueError) as exc:
-                self._llm.reset()
-                raise BackendError(f"evaluating in place failed: {exc}") from None
-        elapsed = time.perf_counter() - started
-        return GenerationStats(
-            prompt_tokens=len(prompt),
-            evaluated_tokens=len(prompt) - reuse + inserted,
-            generated_tokens=0,
-            ttft_s=elapsed,
-            total_s=elapsed,
-            finish_reason="eos",
-            reading_s=elapsed,
-        )
-
     def _read_prompt(
         self,
         prompt: list[int],
@@ -522,65 +362,10 @@ class LlamaCppBackend:
         while done < total:
             batch = prompt[start + done : start + min(done + step, total)]
             llm.eval(batch)  # drops cached positions from n_tokens on, then decodes
+            self._unsettled = False  # the decode rotated the keys an edit shifted
             done += len(batch)
             if on_progress is not None and not on_progress(done, total) and done < total:
                 raise GenerationCancelled("prompt reading cancelled")
-
-    # -- the stored KV caches -------------------------------------------------------------------
-
-    def _store_before_switch(self, prompt: list[int]) -> None:
-        """Store the cache before a prompt that keeps less than half of it replaces it."""
-        cached = self._llm.n_tokens
-        if self._identity is None or cached < MIN_STORE_TOKENS:
-            return
-        if kvcache.common_prefix(self._llm.input_ids[:cached].tolist(), prompt) * 2 < cached:
-            self._store()
-
-    def _store(self) -> bool:
-        if self.kv_store is None or self._identity is None or self._llm.n_tokens == 0:
-            return False
-        started = time.perf_counter()
-        tokens = self.cached_tokens
-        state = llama_state.get_state(self._llm)
-        if state is None:
-            return False
-        stored = self.kv_store.put(self._identity, tokens, memoryview(state).cast("B"))
-        if stored:
-            log.info(
-                "stored %d tokens' KV cache in %.2f s", len(tokens), time.perf_counter() - started
-            )
-        return stored
-
-    def _load_stored(self, prompt: list[int], reuse: int) -> tuple[int, int]:
-        """Load the stored cache sharing the longest start with ``prompt`` when it saves
-        reading at least :data:`MIN_STORE_GAIN` tokens.
-
-        Returns:
-            The prompt tokens the cache now holds, and how many of them came from the store.
-        """
-        if self.kv_store is None or self._identity is None:
-            return reuse, 0
-        match = self.kv_store.find(self._identity, prompt)
-        keep = min(match.length, len(prompt) - 1) if match else 0
-        if match is None or keep < reuse + MIN_STORE_GAIN:
-            return reuse, 0
-        started = time.perf_counter()
-        payload = self.kv_store.load(match.entry)
-        if payload is None:
-            return reuse, 0
-        if not llama_state.set_state(self._llm, payload, match.entry.tokens, keep):
-            # llama.cpp emptied the cache: what the plan reused is gone too.
-            self.kv_store.discard(match.entry, "llama.cpp could not load it")
-            return 0, 0
-        self.stored_loads += 1
-        log.info(
-            "loaded %d of the prompt's %d tokens from the stored KV cache %s in %.2f s",
-            keep,
-            len(prompt),
-            match.entry.path.name,
-            time.perf_counter() - started,
-        )
-        return keep, keep
 
     def time_decode(self, count: int) -> float:
         """Seconds per token of ``count`` single-token decodes with no sampling, after what
@@ -596,49 +381,6 @@ class LlamaCppBackend:
             llm.reset()
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
             return elapsed / max(count, 1)
-
-    def persist(self) -> bool:
-        """Store the KV cache now (a game is quit, saved or switched); whether it was written.
-        Failures are logged, never raised."""
-        with self._lock:
-            try:
-                return self._store()
-            except (RuntimeError, OSError, ValueError) as exc:
-                log.warning("the KV cache was not stored: %s", exc)
-                return False
-
-    @functools.cached_property
-    def _end_tokens(self) -> list[int]:
-        """Every end-of-generation token (a scan of the vocabulary, so only when first asked:
-        fixed-length replies need it, a game never does)."""
-        return [token for token in range(self._n_vocab) if self.is_end(token)]
-
-    def _make_chain(self, request: GenerationRequest) -> LlamaSampler:
-        """The sampler chain for one reply: end-of-generation mask (if asked), repetition
-        penalty, top-k, top-p, min-p, temperature, then a seeded draw (greedy at temperature 0)."""
-        sampling = request.sampling
-        chain = LlamaSampler()
-        if request.ban_end:
-            chain.add_logit_bias(self._n_vocab, dict.fromkeys(self._end_tokens, -math.inf))
-        chain.add_penalties(
-            n_vocab=self._n_vocab,
-            penalty_last_n=64,
-            penalty_repeat=sampling.repeat_penalty or 1.0,
-            penalty_freq=0.0,
-            penalty_present=0.0,
-        )
-        temperature = sampling.temperature if sampling.temperature is not None else 0.8
-        if temperature <= 0:
-            chain.add_greedy()
-            return chain
-        if sampling.top_k:
-            chain.add_top_k(sampling.top_k)
-        chain.add_top_p(sampling.top_p if sampling.top_p is not None else 1.0, 1)
-        chain.add_min_p(sampling.min_p or 0.0, 1)
-        chain.add_temp(temperature)
-        seed = request.seed if request.seed is not None else self._default_seed
-        chain.add_dist(seed)
-        return chain
 
     def close(self) -> None:
         """Free the model now rather than at garbage collection."""
