@@ -145,7 +145,10 @@ def parse_reply(text: str) -> ParsedReply:
 def resolve_action(text: str, choices: list[str]) -> str:
     """The action a player's input stands for: a choice's text for its number, else the text."""
     stripped = text.strip()
-    if stripped.isdigit() and 1 <= int(stripped) <= len(choices):
+    # Decimal digits (any script's), and few: "²" is a digit to isdigit() but not to int(),
+    # and int() refuses a line of thousands of digits.
+    short = stripped.isdecimal() and len(stripped) <= 3
+    if short and 1 <= int(stripped) <= len(choices):
         return choices[int(stripped) - 1]
     return stripped
 

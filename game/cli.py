@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from game import serve
 from game.backends.base import BackendError
 from game.backends.remote_cli import remote_bench_options, remote_options, remote_overrides
+from game.bench import recall
 from game.bench.table import format_table
 from game.catalog import (
     builtin_catalog,
@@ -129,6 +130,12 @@ def _play_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="with --headless: one JSON per turn")
     parser.add_argument("--saves", type=Path, metavar="DIR", help="the save folder")
     parser.add_argument("--no-save", action="store_true", help="do not save the game")
+    parser.add_argument(
+        "--no-summaries",
+        action="store_true",
+        help="new games: the model writes no story-so-far summary as turns leave the window "
+        "(in the game: /summary on|off)",
+    )
     _model_options(parser)
 
 
@@ -176,26 +183,48 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=["context", "choices", "speed"],
+        choices=["context", "choices", "speed", "recall"],
         default="context",
         help="context (default): prompt tokens evaluated and time to first token with and "
-        "without KV-cache reuse; choices: the share of replies that end with N distinct options; "
-        "speed: the engine beside llama-bench, per-token overhead, resumed-game ttft",
+        "without KV-cache reuse, and with memory on; choices: the share of replies that end "
+        "with N distinct options; speed: the engine beside llama-bench, per-token overhead, "
+        "resumed-game ttft; recall: facts planted early and asked for after the window slid, "
+        "with memory on and off",
     )
     bench.add_argument("--quick", action="store_true", help="speed: a short run (for tests)")
     bench.add_argument("--llama-bench", type=Path, metavar="PATH", help="speed: llama-bench")
     bench.add_argument(
         "--turns",
         type=_int_between(1, 10_000),
-        help="turns (context: default 40) or turns per scenario (choices: 10)",
+        help="turns (context: default 40), turns per scenario (choices: 10), or the most "
+        "filler turns (recall: 40)",
     )
     bench.add_argument(
         "--reply-tokens",
         type=_int_between(16, 4096),
-        default=32,
-        help="context: the fixed reply length (16 to 4096; default 32)",
+        help="context: the fixed reply length (16 to 4096; default 32); recall: the longest "
+        "reply (default 48)",
     )
-    bench.add_argument("--scenario", help="context: the scenario to play (default haunted-house)")
+    bench.add_argument(
+        "--scenario", help="context, recall: the scenario to play (default haunted-house)"
+    )
+    bench.add_argument(
+        "--facts",
+        type=_int_between(1, len(recall.FACTS)),
+        default=len(recall.FACTS),
+        help=f"recall: how many facts to plant (1 to {len(recall.FACTS)}; default all)",
+    )
+    bench.add_argument(
+        "--slides",
+        type=_int_between(0, 100),
+        default=3,
+        help="recall: the window slides before the questions, at least (default 3)",
+    )
+    bench.add_argument(
+        "--memory-text",
+        action="store_true",
+        help="recall: a third run with the facts in the player's memory instead",
+    )
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _model_options(bench)
     imports.add_commands(commands)
@@ -216,6 +245,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "prompt_format": getattr(args, "format", None),
         "choice_mode": getattr(args, "choices", None),
         "saves_dir": getattr(args, "saves", None),
+        "summaries": False if getattr(args, "no_summaries", False) else None,
         **remote_overrides(args),
     }
     overrides: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
@@ -346,6 +376,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print(json.dumps(result, indent=2) if args.json else speed.render(result))
         return 0
+    if args.which == "recall":
+        return _bench_recall(args, settings, seed)
     if args.which == "choices":
         scenarios = [entry.scenario for entry in entries(builtin_catalog())]
         backend = open_backend(settings)
@@ -370,13 +402,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
         fmt,
         turns=args.turns or 40,
         n_ctx=args.n_ctx or 1024,
-        reply_tokens=args.reply_tokens,
+        reply_tokens=args.reply_tokens or 32,
         seed=seed,
         n_gpu_layers=settings.n_gpu_layers,
         n_threads=settings.n_threads,
         **remote,
     )
     print(json.dumps(result, indent=2) if args.json else context.render(result))
+    return 0
+
+
+def _bench_recall(args: argparse.Namespace, settings: Settings, seed: int) -> int:
+    import json
+
+    from game.config import embedded_model_path
+    from game.runtime import choose_format, open_backend
+
+    # A fresh model for each run, at the benchmark's small context, no stored caches.
+    settings = settings.model_copy(update={"n_ctx": args.n_ctx or 1024, "kv_store_mb": 0})
+    probe = open_backend(settings)
+    fmt = choose_format(settings, probe)
+    name = probe.name
+    probe.close()  # type: ignore[attr-defined]
+    small = not settings.server_url and resolve_model_path(settings) == embedded_model_path()
+    result = recall.run(
+        lambda: open_backend(settings),
+        find_entry(args.scenario, builtin_catalog()).scenario,
+        fmt,
+        model_name=name,
+        small_model=small,
+        facts=args.facts,
+        reply_tokens=args.reply_tokens or 48,
+        seed=seed,
+        min_slides=args.slides,
+        max_filler=args.turns or 40,
+        memory_text=args.memory_text,
+    )
+    print(json.dumps(result, indent=2) if args.json else recall.render(result))
     return 0
 
 
@@ -424,6 +486,9 @@ def _run_headless(args: argparse.Namespace, game: GameController) -> int:
             json_mode=args.json,
             stream=sys.stdout.isatty(),
             progress=sys.stderr.isatty(),
+            # A person types while the model summarizes; a script's lines are there at once,
+            # so its summaries are written before the next line is read (see game.headless).
+            background="thread" if sys.stdin.isatty() else "wait",
         ).run()
     finally:
         problem = game.close()

@@ -24,6 +24,7 @@ from game.backends.base import Backend, ProgressCallback
 from game.catalog import ScenarioEntry
 from game.config import ConfigError, Settings, resolve_saves_dir
 from game.kvstore import persist
+from game.memory import MEMORY_LIMITS
 from game.models import ModelHost
 from game.prompt import get_format
 from game.runtime import game_model_info, new_session
@@ -47,8 +48,6 @@ log = logging.getLogger(__name__)
 TextCallback = Callable[[str], None]
 # How long a turn waits for background work (a summary being written) to stop.
 BACKGROUND_STOP_S = 30.0
-# The most characters of the memory, the author's note and an edited summary.
-MEMORY_LIMITS = {"memory": 4000, "note": 1000, "summary": 4000}
 
 
 class MemoryTextError(ValueError):
@@ -122,7 +121,7 @@ class GameController:
         self.session = session
         self.slot = slot
         self._host = host
-        self._notices = list(notices or [])
+        self._notices = [*(notices or []), *session.startup_notices]
         self._turn_lock = threading.Lock()
         self._stop = threading.Event()
         self._background_stop = threading.Event()
@@ -350,10 +349,15 @@ class GameController:
         stops it and goes first; the summary is then written at the next idle moment. Returns
         None when there was nothing to do or the game was busy.
         """
-        if not self.has_background_work or not self._turn_lock.acquire(blocking=False):
+        if not self.has_background_work:
             return None
-        self._background_running = True
+        # Marked running before the lock is taken: a turn that finds the lock held then always
+        # knows to stop this work (and its stop is never cleared after it was asked for).
         self._background_stop.clear()
+        self._background_running = True
+        if not self._turn_lock.acquire(blocking=False):
+            self._background_running = False
+            return None
         try:
             if self._closed:
                 return None
@@ -389,6 +393,9 @@ class GameController:
             raise MemoryTextError(
                 f"the {field_name} is {len(text)} characters long; it may have {limit}"
             )
+        problem = self.session.memory_problem(field_name, text)
+        if problem is not None:
+            raise MemoryTextError(problem)
         return text
 
     def _changed_memory(self) -> None:

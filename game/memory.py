@@ -18,10 +18,15 @@ from dataclasses import dataclass, field, replace
 
 # Tokens a summary may take when the scenario does not say.
 DEFAULT_SUMMARY_BUDGET = 200
+# The most characters of the memory, the author's note and a summary (a scenario's defaults
+# are held to the same).
+MEMORY_LIMITS = {"memory": 4000, "note": 1000, "summary": 4000}
 # The most summaries a game keeps (older ones are only needed after a long undo).
 MAX_SUMMARIES = 50
 MEMORY_HEADER = "Memory (facts of this story that must not be forgotten):"
 SUMMARY_HEADER = "The story so far:"
+# What the summary request says when there is no summary yet (small models echo it).
+NOTHING_YET = "(nothing yet)"
 NOTE_PREFIX = "[Author's note: "
 NOTE_SUFFIX = "]"
 
@@ -122,7 +127,7 @@ def summary_request(
     parts = []
     if memory.strip():
         parts.append(f"Already remembered (do not repeat):\n{memory.strip()}")
-    parts.append(f"The story so far:\n{old_summary.strip() or '(nothing yet)'}")
+    parts.append(f"The story so far:\n{old_summary.strip() or NOTHING_YET}")
     lines = []
     for action, narration in events:
         lines.append(f"> {action.strip()}\n{narration.strip()}")
@@ -136,7 +141,7 @@ def clean_summary(text: str) -> str:
     unfinished sentence when there is a finished one."""
     lines = [line for line in text.strip().splitlines() if not line.lstrip().startswith("- ")]
     body = "\n".join(lines).strip()
-    for header in (SUMMARY_HEADER, "The new story so far:", "Story so far:"):
+    for header in (SUMMARY_HEADER, "The new story so far:", "Story so far:", NOTHING_YET):
         if body.lower().startswith(header.lower()):
             body = body[len(header) :].strip()
     end = max(body.rfind("."), body.rfind("!"), body.rfind("?"), body.rfind('"'))

@@ -2,7 +2,8 @@
 
 A save holds everything needed to go on with the story on any machine: the scenario as it was
 played (embedded, so the save outlives its pack), every turn, the undo/redo state, the prompt
-format, sampling and seed, and which model file it was played on. Token ids are not saved
+format, sampling and seed, what the story remembers (memory, author's note, story-so-far
+summaries; schema 2), and which model file it was played on. Token ids are not saved
 (they depend on the model); they are rebuilt when the game is resumed.
 
 Guarantees:
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from game.boundary import BoundaryError
 from game.choices import parse_reply
 from game.errors import first_error
+from game.memory import MAX_SUMMARIES, MEMORY_LIMITS, StoryMemory, Summary
 from game.prompt import PromptFormat
 from game.savecheck import (
     FileSignature,
@@ -52,15 +54,35 @@ try:  # POSIX; elsewhere saves are still atomic, only not serialized between pro
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SAVE_SUFFIX = ".json"
 BACKUP_SUFFIX = ".json.bak"
 MAX_SAVE_BYTES = 32 * 1024 * 1024
 LOCK_NAME = ".lock"
 
-# Upgrades of older documents, each from version N (the key) to N + 1. The first published
-# format is version 1, so none is needed yet; load() walks this table whenever one is.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+def _memory_from_v1(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: saves gained what the story remembers beyond the window (the memory,
+    the author's note, the story-so-far summaries). A version-1 game starts with its
+    scenario's memory and note (scenarios of that time had none) and no summary: the exchanges
+    its window had already dropped were forgotten then, and with summaries on the game writes
+    the story so far of them at its first idle moment."""
+    scenario = document.get("scenario")
+    scenario = scenario if isinstance(scenario, dict) else {}
+    memory = scenario.get("memory")
+    note = scenario.get("authors_note")
+    document = dict(document)
+    document["memory"] = {
+        "memory": memory if isinstance(memory, str) else "",
+        "note": note if isinstance(note, str) else "",
+        "summaries": [],
+        "auto_summary": True,
+    }
+    return document
+
+
+# Upgrades of older documents, each from version N (the key) to N + 1; load() walks them.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _memory_from_v1}
 
 
 class SaveError(Exception):
@@ -132,6 +154,44 @@ class SavedTurn(BaseModel):
     window_start: int | None = Field(None, ge=0)
 
 
+class SavedSummary(BaseModel):
+    """A story-so-far summary of the first ``through`` exchanges (0: the player's own, written
+    before any turn left the window; the first summary the model writes starts from it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    through: int = Field(ge=0)
+    text: str = Field(min_length=1, max_length=MEMORY_LIMITS["summary"])
+
+
+class SavedMemory(BaseModel):
+    """What the story remembers beyond the window (see :mod:`game.memory`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: str = Field("", max_length=MEMORY_LIMITS["memory"])
+    note: str = Field("", max_length=MEMORY_LIMITS["note"])
+    summaries: list[SavedSummary] = Field(default_factory=list, max_length=MAX_SUMMARIES)
+    auto_summary: bool = True
+
+    @classmethod
+    def of(cls, memory: StoryMemory) -> SavedMemory:
+        return cls(
+            memory=memory.memory,
+            note=memory.note,
+            summaries=[SavedSummary(through=s.through, text=s.text) for s in memory.summaries],
+            auto_summary=memory.auto_summary,
+        )
+
+    def story_memory(self) -> StoryMemory:
+        return StoryMemory(
+            memory=self.memory,
+            note=self.note,
+            summaries=[Summary(s.through, s.text) for s in self.summaries],
+            auto_summary=self.auto_summary,
+        )
+
+
 class ModelInfo(BaseModel):
     """The model file a game was played on, to tell the player when it changes."""
 
@@ -146,7 +206,7 @@ class SaveGame(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     game_id: str
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     created_at: datetime
@@ -164,8 +224,11 @@ class SaveGame(BaseModel):
     model: ModelInfo
     turns: list[SavedTurn]
     redo: list[SavedTurn] = Field(default_factory=list)
+    memory: SavedMemory
     # The identity of the file this document was read from (see SaveSlot.of).
     _source: FileSignature | None = PrivateAttr(default=None)
+    # The schema version the file was written in, when it was migrated on loading.
+    _migrated_from: int | None = PrivateAttr(default=None)
 
     @property
     def turn_count(self) -> int:
@@ -225,6 +288,7 @@ def snapshot(
         turns=_turns(session.exchanges),
         # Undone exchanges are stored oldest first, the order a player would redo them in.
         redo=_turns(list(reversed(session.undone))),
+        memory=SavedMemory.of(session.memory),
     )
 
 
@@ -254,6 +318,9 @@ def restore(save: SaveGame, session: Session) -> Session:
         list(reversed(_exchanges(session, save.redo))),
         save.window_start,
     )
+    session.memory = save.memory.story_memory()
+    session.startup_notices.clear()
+    session.check_memory_fits()
     return session
 
 
@@ -357,6 +424,7 @@ def load(path: Path) -> SaveGame:
             f"written by a newer version of the game (schema {version}; this one reads up to "
             f"{SCHEMA_VERSION}): update the game to load it",
         )
+    original = version
     while version < SCHEMA_VERSION:
         migrate = MIGRATIONS.get(version)
         if migrate is None:
@@ -375,7 +443,12 @@ def load(path: Path) -> SaveGame:
     for turn in (*save.turns, *save.redo):
         turn.text = neutralize_all(turn.text)
         turn.choices = [neutralize_all(choice) for choice in turn.choices]
+    memory = save.memory
+    memory.memory, memory.note = neutralize_all(memory.memory), neutralize_all(memory.note)
+    for summary in memory.summaries:
+        summary.text = neutralize_all(summary.text)
     save._source = signature
+    save._migrated_from = original if original < SCHEMA_VERSION else None
     return save
 
 
@@ -386,7 +459,25 @@ def _story_problem(save: SaveGame) -> str | None:
         format_problem(save.prompt_format)
         or turn_order_problem([turn.role for turn in save.turns], "turns")
         or turn_order_problem([turn.role for turn in save.redo], "redo")
+        or _summaries_problem(save)
     )
+
+
+def _summaries_problem(save: SaveGame) -> str | None:
+    """Summaries cover ever more exchanges, and only exchanges the save has (undone ones
+    included: after an undo, a summary of them serves again on redo)."""
+    exchanges = (len(save.turns) + len(save.redo)) // 2
+    previous = -1
+    for index, summary in enumerate(save.memory.summaries):
+        if summary.through <= previous:
+            return f"memory.summaries.{index}.through: summaries must cover ever more turns"
+        if summary.through > exchanges:
+            return (
+                f"memory.summaries.{index}.through: covers {summary.through} turns; "
+                f"the save has {exchanges}"
+            )
+        previous = summary.through
+    return None
 
 
 def _readable(path: Path) -> bool:
@@ -550,6 +641,7 @@ class SaveSlot:
     pack_id: str | None = None
     owned: Path | None = None
     signature: FileSignature | None = None
+    migrated_from: int | None = None
 
     @classmethod
     def new(
@@ -573,6 +665,7 @@ class SaveSlot:
         if path is not None and path.parent.resolve() == folder.folder.resolve():
             slot.owned = path
             slot.signature = save._source
+            slot.migrated_from = save._migrated_from
         return slot
 
     @property
@@ -581,20 +674,41 @@ class SaveSlot:
 
     def save(self, session: Session, *, overwrite: bool = False) -> Path:
         """Write the session to this slot's file; see :meth:`SaveFolder.write`."""
-        document = snapshot(
-            session,
-            name=self.name,
-            game_id=self.game_id,
-            created_at=self.created_at,
-            model=self.model,
-            pack_id=self.pack_id,
-        )
         path = self.path
+        try:
+            document = snapshot(
+                session,
+                name=self.name,
+                game_id=self.game_id,
+                created_at=self.created_at,
+                model=self.model,
+                pack_id=self.pack_id,
+            )
+        except ValidationError as exc:
+            # A game the save format cannot hold (a bug): one line, and the file untouched.
+            raise SaveError(path, f"the game cannot be saved: {first_error(exc, 'save')}") from None
         own = path == self.owned
+        if own and self.migrated_from is not None:
+            self._keep_original(path, self.migrated_from)
         expect = self.signature if own and not overwrite else None
         signature = self.folder.write(document, path, overwrite=overwrite or own, expect=expect)
         self.owned, self.signature = path, signature
         return path
+
+    def _keep_original(self, path: Path, version: int) -> None:
+        """Keep a save written in an older schema as ``NAME.schema-N.json.bak`` before it is
+        first written in the new one (an older game can still open that copy)."""
+        original = path.with_name(f"{path.stem}.schema-{version}{BACKUP_SUFFIX}")
+        if not original.exists():
+            try:
+                os.link(path, original)
+            except OSError:
+                try:
+                    original.write_bytes(path.read_bytes())
+                except OSError as exc:
+                    message = f"cannot keep the schema-{version} original: {exc}"
+                    raise SaveError(path, message) from None
+        self.migrated_from = None
 
     def save_as(self, session: Session, name: str, *, overwrite: bool = False) -> Path:
         """Save under a new name; later saves of this game go there.

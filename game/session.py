@@ -12,63 +12,45 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from game import lore
 from game.backends.base import Backend, GenerationRequest, GenerationStats, ProgressCallback
 from game.choices import (
-    are_near_duplicates,
-    distinct_count,
-    narrative_before_options,
     parse_reply,
-    trim_to_sentence,
 )
-from game.grammar import OPTIONS_LEAD, options_grammar, reply_grammar
-from game.lore import lore_text
 from game.memory import (
-    DEFAULT_SUMMARY_BUDGET,
     StoryMemory,
-    Summary,
-    memory_text,
-    note_text,
-    summary_request,
-    summary_text,
 )
-from game.prompt import PromptFormat, render
-from game.scenario import LoreEntry, Sampling, Scenario, render_system_prompt
-from game.streaming import StopScanner
+from game.prompt import PromptFormat
+from game.reply_writer import MAX_OPTION_PASSES, ReplyWriter
+from game.scenario import Sampling, Scenario, render_system_prompt
+from game.story_prompt import PromptPart, StoryPrompt, SummaryJob
 from game.transcript import (
     Exchange,
     Segment,
-    cut_to_tokens,
-    fit_window,
     make_segment,
     open_model_tokens,
     reply_segment,
     tokenize_pieces,
-    tokens_for_prefix,
 )
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_SAMPLING",
+    "MAX_OPTION_PASSES",
+    "ChoiceMode",
+    "PromptPart",
+    "Session",
+    "SessionError",
+    "SessionState",
+    "SummaryJob",
+    "TurnResult",
+]
 
 DEFAULT_SAMPLING = Sampling(
     temperature=0.8, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1, max_tokens=300
 )
 
 ChoiceMode = Literal["guided", "free"]
-# Option blocks written after the first pass: for a missing block, or options that repeat.
-MAX_OPTION_PASSES = 3
-
-
-# An option pass with less room than this could not write one option line.
-MIN_OPTION_PASS_TOKENS = 8
-
-# Tokens the written lead between narrative and options ("\n\n", or "\n\n- ") may take.
-LEAD_ALLOWANCE = 4
-
-
-def option_reserve(count: int, max_tokens: int) -> int:
-    """Tokens kept back from the narrative for an option block of ``count`` lines: enough for
-    lines of about 100 characters, but never more than half of the reply."""
-    return min(count * 32 + 8, max_tokens // 2)
 
 
 @dataclass(frozen=True)
@@ -80,26 +62,6 @@ class SessionState:
     window_start: int
     generations: int
     memory: StoryMemory
-
-
-@dataclass(frozen=True)
-class PromptPart:
-    """One segment of a prompt, for the context view: what it is and what it costs."""
-
-    kind: str  # system, memory, summary, exchange, lore, note, action, reply
-    label: str
-    tokens: int
-    text: str
-
-
-@dataclass(frozen=True)
-class SummaryJob:
-    """A summary to write: the prompt's segments, and how many exchanges it will cover."""
-
-    through: int
-    old: Summary | None
-    segments: list[tuple[int, ...]]
-    max_tokens: int
 
 
 class SessionError(Exception):
@@ -149,7 +111,7 @@ class TurnResult:
         }
 
 
-class Session:
+class Session(StoryPrompt):
     """One game in progress.
 
     Args:
@@ -209,12 +171,14 @@ class Session:
             memory=scenario.memory or "", note=scenario.authors_note or "", auto_summary=summaries
         )
         self._segments: dict[tuple[str, str], Segment] = {}
+        self.startup_notices: list[str] = []
         self.headroom = self.budget // 4 if headroom is None else headroom
         if len(self.system) + len(self._model_open) + 8 > self.budget:
             raise SessionError(
                 f"the system prompt takes {len(self.system)} tokens, too many for a context of "
                 f"{backend.n_ctx} with {self.max_tokens} reserved for replies; raise n_ctx"
             )
+        self.check_memory_fits()
         # A written intro is the model's first turn, answering the opening: the story starts
         # from it without generating, and the model goes on in its voice.
         self.intro_turns = 0
@@ -252,231 +216,6 @@ class Session:
     def choices(self) -> list[str]:
         """The options the last reply offered."""
         return self.exchanges[-1].choices if self.exchanges else []
-
-    def kept_exchanges(self) -> list[Exchange]:
-        """The exchanges inside the window."""
-        return self.exchanges[self.window_start :]
-
-    def context_tokens(self) -> int:
-        """Tokens the current window holds (pinned segments and kept exchanges)."""
-        pinned = sum(len(segment) for segment in self.pinned_segments())
-        return pinned + sum(ex.token_count for ex in self.kept_exchanges())
-
-    # -- memory ----------------------------------------------------------------------------------
-
-    @property
-    def summary_budget(self) -> int:
-        return self.scenario.summary_budget or DEFAULT_SUMMARY_BUDGET
-
-    def _system_segment(self, kind: str, text: str) -> Segment | None:
-        """A system segment of ``text`` (memoized: the same text gives the same tokens)."""
-        if not text:
-            return None
-        key = (kind, text)
-        segment = self._segments.get(key)
-        if segment is None:
-            if len(self._segments) > 64:
-                self._segments.clear()
-            segment = self._segments[key] = make_segment(self.backend, self.format, "system", text)
-        return segment
-
-    def pinned_parts(self, window_start: int | None = None) -> list[tuple[str, Segment]]:
-        """The segments every prompt starts with, by kind: the system prompt, the memory, and
-        the story so far for a window starting at ``window_start`` (the current one by
-        default)."""
-        start = self.window_start if window_start is None else window_start
-        parts: list[tuple[str, Segment]] = [("system", self.system)]
-        memory = self._system_segment("memory", memory_text(self.memory.memory))
-        if memory is not None:
-            parts.append(("memory", memory))
-        summary = self._system_segment("summary", summary_text(self.memory.active(start)))
-        if summary is not None:
-            parts.append(("summary", summary))
-        return parts
-
-    def pinned_segments(self, window_start: int | None = None) -> list[Segment]:
-        """The segments of :meth:`pinned_parts`."""
-        return [segment for _, segment in self.pinned_parts(window_start)]
-
-    def _pinned_reserve(self, window_start: int) -> int:
-        """Tokens the window keeps for the pinned segments when it starts at
-        ``window_start``. Once exchanges have left the window (with summaries on) that is the
-        summary's whole budget (a quarter of the prompt at most), so that a summary written
-        later does not make the window slide again."""
-        parts = self.pinned_parts(window_start)
-        reserve = sum(len(segment) for _, segment in parts)
-        if self.memory.auto_summary and window_start > 0:
-            written = sum(len(segment) for kind, segment in parts if kind == "summary")
-            wanted = min(self.summary_budget + 16, self.budget // 4)
-            reserve += max(wanted - written, 0)
-        return reserve
-
-    def _fit(self, pending_tokens: int) -> int:
-        """Where the window starts for a turn whose new segments take ``pending_tokens``."""
-
-        def fit(reserve: int) -> int:
-            return fit_window(
-                system_tokens=reserve,
-                exchange_tokens=[exchange.token_count for exchange in self.exchanges],
-                pending_tokens=pending_tokens,
-                budget=self.budget,
-                start=self.window_start,
-                headroom=self.headroom,
-            )
-
-        start = fit(self._pinned_reserve(self.window_start))
-        # A first slide reserves room for the summary to come: fit again with it, so that the
-        # slide frees its headroom beyond the reserve too.
-        reserve = self._pinned_reserve(start)
-        if reserve > self._pinned_reserve(self.window_start):
-            start = fit(reserve)
-        return start
-
-    def note_segment(self) -> Segment | None:
-        """The author's note's segment, or None when there is no note."""
-        return self._system_segment("note", note_text(self.memory.note))
-
-    @property
-    def summary_pending(self) -> bool:
-        """Whether exchanges have left the window that no summary covers yet (and summaries
-        are on)."""
-        if not self.memory.auto_summary:
-            return False
-        active = self.memory.active(self.window_start)
-        return self.window_start > (active.through if active else 0)
-
-    def summary_job(self) -> SummaryJob | None:
-        """The summary to write now, or None when none is pending."""
-        if not self.summary_pending:
-            return None
-        old = self.memory.active(self.window_start)
-        first = old.through if old else 0
-        through = self.window_start
-        events = [(ex.player.text, ex.narrative) for ex in self.exchanges[first:through]]
-        request = summary_request(
-            self.scenario.title,
-            old.text if old else "",
-            events,
-            self.summary_budget,
-            self.memory.memory,
-        )
-        # The material is cut from its start when it is too long for the context: the newest
-        # events matter most, and the old summary is at the start.
-        max_tokens = self.summary_budget
-        system = self.backend.bos() + tokenize_pieces(
-            self.backend, self.format, "system", request.instruction, at_start=True
-        )
-        room = self.backend.n_ctx - max_tokens - len(system) - len(self._model_open) - 16
-        material = request.material
-        user = make_segment(self.backend, self.format, "user", material)
-        if len(user) > room:
-            tokens = self.backend.tokenize(material, special=False)
-            material = self.backend.detokenize(tokens[len(tokens) - max(room - 8, 0) :])
-            user = make_segment(self.backend, self.format, "user", material)
-        return SummaryJob(
-            through=through,
-            old=old,
-            segments=[tuple(system), user.tokens, self._model_open],
-            max_tokens=max_tokens,
-        )
-
-    def apply_summary(self, job: SummaryJob, text: str) -> bool:
-        """Keep a written summary; False (nothing kept) when the game moved on so that the
-        job no longer fits it, or the text is empty."""
-        if not text.strip() or job.through > len(self.exchanges):
-            return False
-        if self.memory.active(self.window_start) != job.old:
-            return False
-        self.memory.add(Summary(job.through, text.strip()))
-        return True
-
-    def replace_summary(self, text: str) -> None:
-        """Put the player's own text in place of the story so far (covering the exchanges
-        that left the window); "" removes it."""
-        self.memory.forget_after(self.window_start)
-        self.memory.summaries = [
-            old for old in self.memory.summaries if old.through < self.window_start
-        ]
-        if text.strip():
-            self.memory.add(Summary(self.window_start, text.strip()))
-
-    def window_segments(self) -> list[Sequence[int]]:
-        """The prompt as the window stands, up to the end of the last exchange: what the next
-        turn's prompt starts with (for a backend to prepare while the player reads)."""
-        history: list[Sequence[int]] = [seg.tokens for seg in self.pinned_segments()]
-        for exchange in self.kept_exchanges():
-            history += [exchange.player.tokens, exchange.reply.tokens]
-        return history
-
-    def context_view(self, action: str | None = None) -> list[PromptPart]:
-        """The prompt of the next turn segment by segment, as the model will read it (before
-        any slide that turn would need); with ``action``, its lore, note and action too."""
-        labels = {"system": "system prompt", "memory": "memory", "summary": "story so far"}
-        parts = [
-            PromptPart(kind, labels[kind], len(segment), segment.text)
-            for kind, segment in self.pinned_parts()
-        ]
-        for index, exchange in enumerate(self.kept_exchanges(), start=self.window_start + 1):
-            parts.append(
-                PromptPart("exchange", f"turn {index}", exchange.token_count, exchange.player.text)
-            )
-        if action is not None:
-            entries = self._lore_for(action)
-            if entries:
-                lore_segment = make_segment(self.backend, self.format, "system", lore_text(entries))
-                parts.append(PromptPart("lore", "lore", len(lore_segment), lore_segment.text))
-        note = self.note_segment()
-        if note is not None:
-            parts.append(PromptPart("note", "author's note", len(note), note.text))
-        if action is not None:
-            player = make_segment(self.backend, self.format, "user", action)
-            parts.append(PromptPart("action", "your action", len(player), action))
-        return parts
-
-    def prompt_text(self, action: str | None = None) -> str:
-        """The text of the window as a prompt; with ``action``, as the next turn would send it
-        (its triggered lore and the author's note included; before any slide that turn would
-        need)."""
-        pinned = self.pinned_segments()
-        turns: list[tuple[str, str]] = [("system", segment.text) for segment in pinned[1:]]
-        for exchange in self.kept_exchanges():
-            turns += [("user", exchange.player.text), ("model", exchange.reply.text)]
-        if action is not None:
-            entries = self._lore_for(action)
-            if entries:
-                turns.append(("system", lore_text(entries)))
-            note = self.note_segment()
-            if note is not None:
-                turns.append(("system", note.text))
-            turns.append(("user", action))
-        return render(self.format.name, self.system_prompt, turns)
-
-    def _lore_for(self, action: str) -> list[LoreEntry]:
-        """The triggered lore for a turn: keywords in the action or the last reply."""
-        if not self.scenario.lore:
-            return []
-        last = self.exchanges[-1].reply.text if self.exchanges else ""
-        return lore.select(
-            self.scenario.lore,
-            f"{action}\n{last}",
-            self.scenario.lore_budget,
-            lambda text: len(self.backend.tokenize(text, special=False)),
-        )
-
-    def _player_segment(self, action: str, notices: list[str], *, reserved: int = 0) -> Segment:
-        segment = make_segment(self.backend, self.format, "user", action)
-        room = (
-            self.budget - self._pinned_reserve(self.window_start) - len(self._model_open) - reserved
-        )
-        if len(segment) <= room:
-            return segment
-        markers = len(make_segment(self.backend, self.format, "user", ""))
-        cut = cut_to_tokens(self.backend, action, room - markers)
-        notices.append(
-            f"Your action was too long for the context window and was cut to "
-            f"{len(cut)} of {len(action)} characters."
-        )
-        return make_segment(self.backend, self.format, "user", cut)
 
     def play(
         self,
@@ -522,24 +261,9 @@ class Session:
         notices: list[str] = []
         # A new turn after an undo: summaries of exchanges that are gone go too.
         self.memory.forget_after(len(self.exchanges))
-        entries = self._lore_for(action)
-        # Triggered lore is a system segment just before the new player turn, not part of the
-        # pinned system prompt: the cached prompt before it stays valid, and next turn its span
-        # is dropped from the cache like any segment that left the prompt.
-        lore_segment = (
-            make_segment(self.backend, self.format, "system", lore_text(entries))
-            if entries
-            else None
-        )
+        player, lore_segment, note, entries = self._turn_segments(action, notices)
         lore_tokens = len(lore_segment) if lore_segment else 0
-        # The author's note sits just before the action, like lore: only its own tokens are
-        # read each turn, and next turn its span is dropped from the cache.
-        note = self.note_segment()
-        if note is not None and len(note) + lore_tokens > self.budget // 4:
-            notices.append("The author's note was left out this turn: it is too long.")
-            note = None
         extra_tokens = lore_tokens + (len(note) if note else 0)
-        player = self._player_segment(action, notices, reserved=extra_tokens)
         start = self._fit(extra_tokens + len(player) + len(self._model_open))
         slid = start != self.window_start
         if slid:
@@ -561,7 +285,7 @@ class Session:
         segments["action"] = len(player)
         history.append(player.tokens)
 
-        reply = _ReplyWriter(self, history, on_text, on_rewind, should_stop, on_progress)
+        reply = ReplyWriter(self, history, on_text, on_rewind, should_stop, on_progress)
         reply.write()
         segment = reply_segment(self.backend, self.format, reply.text, reply.tokens)
         parsed = parse_reply(reply.text)
@@ -671,176 +395,3 @@ class Session:
         self.exchanges = list(exchanges)
         self.undone = list(undone)
         self.window_start = min(max(window_start, 0), len(self.exchanges))
-
-
-class _ReplyWriter:
-    """Writes one reply: a first pass, then option-block passes while the options fall short.
-
-    The first pass leaves :func:`option_reserve` tokens unused, so the reply as kept (narrative,
-    lead and block) never has more than ``max_tokens`` tokens. When its reply has no complete
-    block of distinct options (guided mode), or no options at all (free mode, asked once), the
-    reply is cut back to its narrative and continued with the option block alone: the prompt and
-    the narrative are already in the model's cache, so only the block is generated.
-    """
-
-    def __init__(
-        self,
-        session: Session,
-        history: list[Sequence[int]],
-        on_text: Callable[[str], None] | None,
-        on_rewind: Callable[[str], None] | None,
-        should_stop: Callable[[], bool] | None,
-        on_progress: ProgressCallback | None = None,
-    ):
-        self.session = session
-        self.history = history
-        # Only the first pass reads the prompt; later passes find it in the cache.
-        self.on_progress = on_progress
-        self.on_text = on_text
-        self.on_rewind = on_rewind
-        self.should_stop = should_stop
-        self.count = session.scenario.choices
-        self.guided = session.choice_mode == "guided"
-        self.text = ""
-        self.tokens: list[int] | None = []
-        self.cut_short = False
-        self.option_passes = 0
-        self._stats: list[GenerationStats] = []
-
-    def _pass(
-        self, lead: str, lead_tokens: list[int], request: GenerationRequest
-    ) -> tuple[str, list[int] | None, bool, bool]:
-        """Generate after ``lead`` (reply text already written).
-
-        Returns:
-            The new text; its token ids (None when a stop string trimmed them); whether the
-            player stopped it; whether it was cut short (stopped, or out of tokens).
-        """
-        session = self.session
-        scanner = StopScanner(session.format.stop)
-        generated: list[int] = []
-        cancelled = False
-
-        def on_token(token: int, piece: str) -> bool:
-            nonlocal cancelled
-            generated.append(token)
-            shown = scanner.feed(piece)
-            if shown and self.on_text is not None:
-                self.on_text(shown)
-            if scanner.stopped:
-                return False
-            if self.should_stop is not None and self.should_stop():
-                cancelled = True
-                return False
-            return True
-
-        segments = [*self.history, (*session._model_open, *lead_tokens)]
-        on_progress, self.on_progress = self.on_progress, None
-        # Passed only when asked for, so that a backend (or a test's spy) that does not report
-        # progress is called exactly as before.
-        extra = {} if on_progress is None else {"on_progress": on_progress}
-        stats = session.backend.generate(segments, request, on_token, **extra)
-        self._stats.append(stats)
-        if not scanner.stopped and not cancelled:
-            tail = scanner.flush()
-            if tail and self.on_text is not None:
-                self.on_text(tail)
-        # Trimmed text (a stop string, or a held-back part of one on cancel) no longer matches
-        # the ids the model generated.
-        exact = not scanner.stopped and not scanner.held
-        cut_short = cancelled or stats.finish_reason == "length"
-        return scanner.text, (generated if exact else None), cancelled, cut_short
-
-    def _score(self, text: str) -> int:
-        choices = parse_reply(text).choices
-        if self.guided and len(choices) != self.count:
-            return 0
-        return distinct_count(choices)
-
-    def write(self) -> None:
-        session = self.session
-        if session.fixed_reply_tokens is not None:
-            request = session._request(session.fixed_reply_tokens, None, ban_end=True)
-            self.text, self.tokens, _, self.cut_short = self._pass("", [], request)
-            return
-        reserve = option_reserve(self.count, session.max_tokens)
-        first_max = max(session.max_tokens - reserve - LEAD_ALLOWANCE, 1)
-        grammar = reply_grammar(self.count) if self.guided else None
-        request = session._request(first_max, grammar)
-        self.text, self.tokens, cancelled, out_of_tokens = self._pass("", [], request)
-        self.cut_short = out_of_tokens
-        if cancelled:
-            return
-        best = self._score(self.text)
-        enough = best == self.count if self.guided else best > 0
-        if enough:
-            return
-        narrative = narrative_before_options(self.text) if self.guided else self.text.rstrip()
-        if out_of_tokens:
-            narrative = trim_to_sentence(narrative)
-        base = narrative + (OPTIONS_LEAD if self.guided else OPTIONS_LEAD + "- ")
-        partial = self.text[len(base) :] if self.guided and self.text.startswith(base) else ""
-        kept = self._distinct_lines(partial)
-        for attempt in range(MAX_OPTION_PASSES if self.guided else 1):
-            # Options already distinct stay; only the rest of the block is written again.
-            lead = base + "".join(f"{line}\n" for line in kept)
-            lead_tokens = self._tokens_for(lead)
-            # The reply as kept (lead and block) stays within max_tokens, so the prompt plus
-            # this pass never outgrows the context the window left for the reply.
-            room = min(reserve, session.max_tokens - len(lead_tokens))
-            if room < MIN_OPTION_PASS_TOKENS:
-                break
-            if self.on_rewind is not None:
-                self.on_rewind(lead)
-            self.option_passes += 1
-            grammar = options_grammar(self.count - len(kept)) if self.guided else None
-            request = session._request(room, grammar, retry=attempt)
-            block, block_tokens, cancelled, cut_short = self._pass(lead, lead_tokens, request)
-            score = self._score(lead + block)
-            if score > best or cancelled:
-                best = score
-                self.cut_short = cut_short
-                self.text = lead + block
-                self.tokens = None if block_tokens is None else lead_tokens + block_tokens
-            if cancelled or best == self.count:
-                break
-            kept = self._distinct_lines(self.text[len(base) :])
-        if self.on_rewind is not None:
-            self.on_rewind(self.text)
-
-    def _tokens_for(self, text: str) -> list[int]:
-        """Ids that spell ``text``, reusing those of the reply so far where they fit."""
-        backend = self.session.backend
-        if self.tokens is None:
-            return backend.tokenize(text, special=False)
-        return tokens_for_prefix(backend, self.tokens, text)
-
-    def _distinct_lines(self, block: str) -> list[str]:
-        """The leading complete option lines of ``block`` that repeat no earlier one (fewer
-        than all). A last line without its newline may have been cut off, so it never counts."""
-        kept: list[str] = []
-        complete = block.split("\n")[:-1]
-        for line in complete[: self.count - 1]:
-            if not line.startswith("- ") or any(
-                are_near_duplicates(line[2:], other[2:]) for other in kept
-            ):
-                break
-            kept.append(line)
-        return kept
-
-    def stats(self) -> GenerationStats:
-        """The passes' costs added up; time to first token is the first pass's, and decoding
-        time is each pass's time after its first token."""
-        first, last = self._stats[0], self._stats[-1]
-        return GenerationStats(
-            prompt_tokens=first.prompt_tokens,
-            evaluated_tokens=sum(stats.evaluated_tokens for stats in self._stats),
-            generated_tokens=sum(stats.generated_tokens for stats in self._stats),
-            ttft_s=first.ttft_s,
-            total_s=sum(stats.total_s for stats in self._stats),
-            finish_reason=last.finish_reason,
-            decode_s=sum(stats.decode_seconds for stats in self._stats),
-            passes=sum(stats.passes for stats in self._stats),
-            reading_s=first.reading_s,
-            stored_tokens=first.stored_tokens,
-        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from game.backends.base import (
     BackendError,
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 SUMMARY_TEMPERATURE = 0.3
 # Added to the game's seed so that a summary's seed never equals a turn's.
 SUMMARY_SEED_OFFSET = 1_000_003
+# The most summaries written in one round (a long gap catches up over several rounds).
+MAX_JOBS = 4
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,20 @@ class BackgroundOutcome:
         """Prompt tokens the model read for it (the summary's prompt, the tokens in place)."""
         stats = [self.summary_stats, self.prepare_stats]
         return sum(item.evaluated_tokens for item in stats if item is not None)
+
+
+def _added(first: GenerationStats, second: GenerationStats) -> GenerationStats:
+    """Two generations' costs as one."""
+    return replace(
+        first,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        evaluated_tokens=first.evaluated_tokens + second.evaluated_tokens,
+        generated_tokens=first.generated_tokens + second.generated_tokens,
+        total_s=first.total_s + second.total_s,
+        decode_s=first.decode_seconds + second.decode_seconds,
+        passes=first.passes + second.passes,
+        reading_s=first.reading_s + second.reading_s,
+    )
 
 
 def summary_sampling(sampling: Sampling) -> Sampling:
@@ -106,16 +122,21 @@ def run_background(
     """
     summary: str | None = None
     through = 0
-    summary_stats = prepare_stats = None
+    summary_stats: GenerationStats | None = None
+    prepare_stats: GenerationStats | None = None
     try:
-        job = session.summary_job()
-        if job is not None:
-            text, summary_stats = write_summary(session, job, should_stop)
-            if session.apply_summary(job, text):
-                summary, through = text, job.through
-                log.info("story so far: %d exchanges in %d characters", job.through, len(text))
-            else:
-                log.warning("the summary of %d exchanges was empty or late; not kept", job.through)
+        # After a long gap the summary catches up job by job (see Session.summary_job).
+        for _ in range(MAX_JOBS):
+            job = session.summary_job()
+            if job is None or should_stop():
+                break
+            text, stats = write_summary(session, job, should_stop)
+            summary_stats = stats if summary_stats is None else _added(summary_stats, stats)
+            if not session.apply_summary(job, text):
+                log.warning("the summary of %d exchanges was empty; not kept", job.through)
+                break
+            summary, through = text, job.through
+            log.info("story so far: %d exchanges in %d characters", job.through, len(text))
         if (prepare or summary is not None) and session.backend.edits_cache_in_place:
             prepare_stats = session.backend.prepare(
                 session.window_segments(), on_progress=lambda _d, _t: not should_stop()

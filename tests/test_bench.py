@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from game.bench import choices, context, speed
+from game.bench import choices, context, recall, speed
 from game.bench.llama_bench import LlamaBenchError, parse
 from game.cli import main
+from tests.test_cli import run_game
 
 pytestmark = pytest.mark.model
 
@@ -52,28 +53,68 @@ def test_bench_context_short_mode(tmp_path, capsys, real_model):
         "--model",
         str(real_model.path),
         "--turns",
-        "8",
+        "10",
         "--n-ctx",
-        "512",
+        "768",
         "--reply-tokens",
         "16",
         "--json",
     ]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert [s["key"] for s in result["strategies"]] == ["a", "b", "c"]
-    a, b, c = result["strategies"]
+    assert [s["key"] for s in result["strategies"]] == ["a", "b", "c", "d"]
+    a, b, c, d = result["strategies"]
     # Reusing the cache can only evaluate less; the numbers themselves are for people to read.
     assert c["evaluated_tokens"] <= b["evaluated_tokens"] <= a["evaluated_tokens"]
     assert set(result["targets"]) == {
-        "c_evaluated_over_new",
-        "c_slid_p95_ttft_over_steady_median",
-        "wall_c_over_b",
+        f"{key}_{name}"
+        for key in "cd"
+        for name in ("evaluated_over_new", "slid_p95_ttft_over_steady_median", "wall_over_b")
     }
-    assert len(result["per_turn"]["c"]) == 8
+    assert len(result["per_turn"]["c"]) == len(result["per_turn"]["d"]) == 10
+    # Memory on: the window slid, summaries were written aside and put in place.
+    work = result["background"]
+    assert d["slides"] >= 1 and work["summaries"] >= 1 and work["problems"] == []
+    assert work["summary_generated_tokens"] > 0 and work["prepare_evaluated_tokens"] > 0
     assert result["format"] == real_model.fmt.name
     table = context.render(result)
     assert "(c) shift: context shift + hysteresis" in table and "targets for (c):" in table
+    assert "(d) memory: shift + story-so-far summaries" in table and "targets for (d):" in table
+    assert "background work of (d), while the player read:" in table
+
+
+def test_bench_recall_on_the_embedded_model_from_the_command_line(tmp_path):
+    """The smallest run the command allows, in a process of its own as a player runs it."""
+    proc = run_game(
+        "bench",
+        "recall",
+        "--n-ctx",
+        "768",
+        "--reply-tokens",
+        "16",
+        "--facts",
+        "1",
+        "--slides",
+        "1",
+        "--turns",
+        "12",
+        "--json",
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and result["n_ctx"] == 768
+    # The embedded model is too small for the numbers to mean anything, and the output says so.
+    assert result["numbers_mean_little"] is True and result["note"] == recall.SMALL_MODEL_NOTE
+    assert [run["mode"] for run in result["runs"]] == ["on", "off"]
+    for run in result["runs"]:
+        assert run["facts"] == len(run["answers"]) == 1 and 0.0 <= run["share"] <= 1.0
+        assert run["slides"] >= 1 and run["turns"] == 2 + run["filler_turns"]
+        assert run["answers"][0]["question"] == recall.FACTS[0].question
+    assert result["runs"][1]["summaries"] == 0
+    table = recall.render(result)
+    assert "run         recalled  share  turns  slides  summaries" in table
+    assert f"note: {recall.SMALL_MODEL_NOTE}" in table
 
 
 def test_bench_refuses_bad_numbers_in_one_line(tmp_path, capsys):

@@ -184,7 +184,18 @@ def test_options_round_trip(options):
 
 @pytest.mark.parametrize(
     ("typed", "expected"),
-    [("1", "Go"), (" 3 ", "Hide"), ("4", "4"), ("0", "0"), ("open the door", "open the door")],
+    [
+        ("1", "Go"),
+        (" 3 ", "Hide"),
+        ("4", "4"),
+        ("0", "0"),
+        ("open the door", "open the door"),
+        ("002", "Run"),
+        ("١", "Go"),  # an Arabic-Indic 1
+        # Digits to str.isdigit() that int() refuses: played as typed, never a crash.
+        ("²", "²"),
+        ("7" * 5000, "7" * 5000),
+    ],
 )
 def test_resolve_action(typed, expected):
     assert resolve_action(typed, ["Go", "Run", "Hide"]) == expected

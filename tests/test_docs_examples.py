@@ -33,3 +33,6 @@ def test_the_readme_scenario_and_character_examples_validate():
         {"id": "s", "title": "S", "description": "D.", "player_name": "Robin", **character}
     )
     assert "You play Seraphina" in render_system_prompt(made)
+    memory = yaml.safe_load(next(b for b in blocks if b.startswith("memory:")))
+    remembered = Scenario.model_validate({**scenario, **memory})
+    assert remembered.memory and remembered.authors_note and remembered.summary_budget == 200

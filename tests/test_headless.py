@@ -43,7 +43,7 @@ def test_commands_and_errors_go_to_stderr():
     assert "error: there is no turn to undo" in err
     assert "error: there is no reply to retry" in err
     assert "error: unknown command /dance" in err
-    assert "/retry (write the last reply again)" in err
+    assert "  /retry                              write the last reply again\n" in err
     assert [ex.player.text for ex in session.exchanges] == ["free text"]
     assert "(took back: Start!)" in out
 

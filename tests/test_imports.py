@@ -162,10 +162,33 @@ def test_kobold_story(tmp_path):
     assert scenario.intro.text == (
         "The ship lurched as Traveler woke below deck. A bell rang above. Someone shouted."
     )
-    assert scenario.system_prompt.startswith("A sea story.")
-    assert "Author's note: Keep it tense." in scenario.system_prompt
+    assert scenario.memory == "A sea story. The ship is the Gull."
+    assert scenario.authors_note == "Keep it tense."
+    assert "A sea story" not in scenario.system_prompt
     assert {e.text for e in scenario.lore} == {"The lantern is blue.", "The crypt opens."}
-    assert any("authorsnote" in line for line in result.report.dropped)
+    assert any("authorsnote -> authors_note" in line for line in result.report.mapped)
+
+
+def test_a_kobold_memory_too_long_for_a_memory_leads_the_system_prompt(tmp_path):
+    story = {**fx.KOBOLD_STORY, "memory": "The Gull sails. " * 400, "authorsnote": "x " * 600}
+    _, pack = imported(tmp_path, fx.write_json(tmp_path / "gull.json", story))
+    scenario = pack.scenarios["gull"].scenario
+    assert scenario.memory is None and scenario.authors_note is None
+    assert scenario.system_prompt.startswith("The Gull sails.")
+    assert "Author's note: x x" in scenario.system_prompt
+
+
+def test_a_cards_depth_prompt_becomes_the_authors_note_and_memory_survives_a_round_trip(tmp_path):
+    result, pack = imported(tmp_path, fx.write_json(tmp_path / "card.json", fx.v2_card()))
+    scenario = pack.scenarios["seraphina"].scenario
+    assert scenario.authors_note == "x"
+    assert any("depth_prompt -> authors_note" in line for line in result.report.mapped)
+    remembered = scenario.model_copy(update={"memory": "Seraphina owes the player a favour."})
+    out = export_card(remembered, tmp_path / "out.json")
+    _, pack2 = imported(tmp_path / "again", out)
+    back = pack2.scenarios["seraphina"].scenario
+    assert back.memory == "Seraphina owes the player a favour."
+    assert back.authors_note == "x"
 
 
 def test_card_round_trip_keeps_every_card_field(tmp_path):

@@ -204,3 +204,17 @@ def test_a_fresh_cache_reads_the_window_once_then_turns_are_incremental():
     assert result.stats.evaluated_tokens == result.stats.prompt_tokens
     session.play("I go on.")
     assert backend.calls[-1].evaluated == new_tokens(session, backend)
+
+
+def test_a_replacement_at_a_segment_start_is_found_when_the_tokens_before_it_agree():
+    # The new summary and the dropped note both end with a newline: the kept exchange still
+    # starts where its segment starts.
+    newline = [7]
+    kept = list(range(1000, 1000 + 2 * MIN_REPLACE_MATCH))
+    cached = [*SYSTEM, 8, 9, *newline, *kept]
+    summary = [5, 6, *newline]
+    prompt = SYSTEM + summary + kept
+    boundaries = {0, len(SYSTEM), len(SYSTEM + summary)}
+    result = plan(cached, [*prompt, -1], "shift", boundaries)
+    assert result.insert == len(summary)
+    assert result.reuse == len(prompt)

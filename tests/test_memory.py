@@ -166,12 +166,22 @@ def test_memory_text_too_long_is_one_clear_line_and_changes_nothing():
     assert controller.session.memory.memory == "Ann is a locksmith."
 
 
+def test_a_memory_too_big_for_the_context_is_refused_in_one_line():
+    controller, _ = game(n_ctx=600)
+    with pytest.raises(MemoryTextError, match=r"at most \d+ fit a context of 600"):
+        controller.set_memory("The brass key opens the cellar. " * 40)
+    assert controller.session.memory.memory == ""
+
+
 @settings(max_examples=60, deadline=None)
 @given(text=st.text(max_size=300))
 def test_any_memory_or_note_text_is_kept_safely_and_never_forges_a_turn(text):
     controller, backend = game()
-    controller.set_memory(text)
-    controller.set_note(text)
+    for setter in (controller.set_memory, controller.set_note):
+        try:
+            setter(text)
+        except MemoryTextError as error:  # too long for the context: refused in one line
+            assert "\n" not in str(error)
     controller.play("I wait.")
     prompt = backend.calls[0].prompt
     # Whatever was typed, the prompt has exactly one user turn and one open model turn.
@@ -194,3 +204,69 @@ def test_story_memory_keeps_summaries_ordered_and_forgets_the_ones_past_an_undo(
     assert memory.active(6) == Summary(6, "b")
     memory.forget_after(5)
     assert memory.summaries == [Summary(3, "a")]
+
+
+def test_a_scenario_memory_too_big_for_the_context_is_left_out_and_the_player_told():
+    controller, backend = game(n_ctx=600, memory="The brass key opens the cellar. " * 60)
+    assert controller.session.memory.memory.startswith("The brass key")  # kept, to shorten
+    notices = controller.take_notices()
+    assert any("memory is left out of the prompt" in notice for notice in notices)
+    controller.play("I wait.")
+    assert "brass key" not in backend.detokenize(backend.calls[0].prompt)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n_ctx=st.integers(500, 1000),
+    memory_words=st.integers(0, 60),
+    note_words=st.integers(0, 40),
+    lore_words=st.integers(1, 120),
+    summary_budget=st.integers(32, 300),
+)
+def test_no_prompt_overflows_the_context_whatever_memory_note_lore_and_summary_take(
+    n_ctx, memory_words, note_words, lore_words, summary_budget
+):
+    """The scripted backend refuses a prompt that leaves no room for the reply (a real model
+    fails to find KV cells): memory, the summary's reserve, lore and note must yield first."""
+    lore = [{"keys": ["door"], "text": " ".join(["The door is old."] * lore_words)}]
+    scenario = {
+        "memory": " ".join(["Ann is brave."] * memory_words) or None,
+        "authors_note": " ".join(["Be eerie."] * note_words) or None,
+        "lore": lore,
+        "lore_budget": 4096,
+        "summary_budget": summary_budget,
+    }
+    controller, backend = game(n_ctx=n_ctx, **scenario)
+    for turn in range(8):
+        controller.play(f"I open door {turn} and step through it.")
+        controller.work_in_background()
+    assert all(call.max_tokens >= 0 for call in backend.calls)
+
+
+def test_the_context_view_adds_up_to_the_prompt_the_turn_sends():
+    lore = [{"keys": ["door"], "text": "The door is older than the house."}]
+    controller, backend = game(memory="Ann is brave.", authors_note="Be eerie.", lore=lore)
+    controller.play("I look around.")
+    view = controller.context_view("I open the door.")
+    first = len(backend.calls)
+    result = controller.play("I open the door.").result
+    assert not result.slid
+    model_open = len(controller.session._model_open)
+    assert sum(part.tokens for part in view) + model_open == len(backend.calls[first].prompt)
+    assert [part.kind for part in view][-3:] == ["lore", "note", "action"]
+    assert result.segments["lore"] == next(p.tokens for p in view if p.kind == "lore")
+
+
+def test_a_context_too_small_for_a_summary_plays_on_without_one():
+    """A long system prompt in a small context: the summary's reserve would leave the turn no
+    room (every action cut to nothing, then no KV cells), so there are no summaries."""
+    # A system prompt of 406 scripted tokens; 134 left for the turns and their window.
+    controller, backend = game(n_ctx=600, setting=" ".join(["A long hall of doors."] * 20))
+    session = controller.session
+    assert session.summary_room() == 0
+    for turn in range(10):
+        result = controller.play(f"I open door {turn}.").result
+        assert not result.notices, result.notices
+        controller.work_in_background()
+    assert session.window_start > 0
+    assert all(call.kind == "turn" for call in backend.calls)

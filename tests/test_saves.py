@@ -97,7 +97,13 @@ def test_redo_survives_a_save(tmp_path):
 def test_the_file_is_readable_json_without_token_ids(tmp_path):
     path = SaveSlot.new(SaveFolder(tmp_path), "g", MODEL).save(played_session(2))
     document = json.loads(path.read_text())
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
+    assert document["memory"] == {
+        "memory": "",
+        "note": "",
+        "summaries": [],
+        "auto_summary": True,
+    }
     assert document["scenario"]["id"] == "test" and document["scenario_hash"].startswith("sha256:")
     assert [t["role"] for t in document["turns"]] == ["user", "model", "user", "model"]
     assert document["turns"][1]["choices"] == ["Go on 1.", "Look back 1.", "Wait 1."]

@@ -26,6 +26,8 @@ from game.imports.common import Report, clean, short, slug, text_of
 SPECS = ("chara_card_v2", "chara_card_v3")
 EXTENSION = "metharme_adventure"
 LONG = 20_000
+# The most an author's note may hold (see game.scenario.Scenario.authors_note).
+NOTE_LIMIT = 1000
 # Card fields the scenario has no place for: kept in ``character.card`` and written back by
 # ``export``, so a card survives a round trip through a pack.
 KEPT = (
@@ -106,8 +108,26 @@ def _ours(kept: dict[str, Any], report: Report) -> dict[str, Any]:
     valid = {
         "id": str, "title": str, "description": str, "opening": str,
         "choices": int, "choice_mode": str, "lore_budget": int, "intro_choices": list,
+        "memory": str, "authors_note": str, "summary_budget": int,
     }  # fmt: skip
     return {k: v for k, v in ours.items() if k in valid and isinstance(v, valid[k])}
+
+
+def _depth_prompt(data: dict[str, Any], report: Report, names: dict[str, str]) -> str:
+    """SillyTavern's character's note (``extensions.depth_prompt``), as the author's note: it
+    is placed before the player's action (depth 0), whatever depth the card asks for."""
+    extensions = data.get("extensions")
+    depth_prompt = extensions.get("depth_prompt") if isinstance(extensions, dict) else None
+    if not isinstance(depth_prompt, dict):
+        return ""
+    text = clean(depth_prompt.get("prompt"), "depth_prompt", report, limit=NOTE_LIMIT, names=names)
+    if text:
+        depth = depth_prompt.get("depth")
+        report.map(
+            "extensions.depth_prompt -> authors_note (placed before each action"
+            + (f"; the card's depth {depth} is not kept)" if depth not in (None, 0) else ")")
+        )
+    return text
 
 
 def card_scenarios(
@@ -172,6 +192,9 @@ def card_scenarios(
         scenario["lore"] = lorebooks.to_lore(raw, report, "character_book", names, extras)
         if extras:
             kept["character_book"]["entries_kept"] = extras
+    note = _depth_prompt(data, report, names)
+    if note:
+        scenario["authors_note"] = note
     if data.get("group_only_greetings"):
         count = len(data["group_only_greetings"])
         report.drop(f"group_only_greetings: {count} kept for export, not played (no group chats)")
@@ -180,7 +203,8 @@ def card_scenarios(
 
     ours = _ours(kept, report)
     scenario.update({k: ours[k] for k in ("title", "description", "opening") if k in ours})
-    scenario.update({k: ours[k] for k in ("choices", "choice_mode", "lore_budget") if k in ours})
+    own = ("choices", "choice_mode", "lore_budget", "memory", "authors_note", "summary_budget")
+    scenario.update({k: ours[k] for k in own if k in ours})
     greetings = [data.get("first_mes")]
     alternates = data.get("alternate_greetings")
     if isinstance(alternates, list):

@@ -74,6 +74,9 @@ def scenario_card(scenario: Scenario) -> dict[str, Any]:
         "choice_mode": scenario.choice_mode,
         "lore_budget": scenario.lore_budget,
         "intro_choices": list(scenario.intro.choices) if scenario.intro else [],
+        "summary_budget": scenario.summary_budget,
+        **({"memory": scenario.memory} if scenario.memory else {}),
+        **({"authors_note": scenario.authors_note} if scenario.authors_note else {}),
     }
     extensions = dict(kept.get("extensions") or {})
     extensions[EXTENSION] = ours

@@ -10,6 +10,9 @@ from game.imports.common import Report, clean, short, slug, text_of
 
 STORY_KEYS = ("memory", "authorsnote", "worldinfo", "gamestarted", "actions", "opmode")
 INTRO_LIMIT = 8000
+# What a scenario's memory and author's note may hold (see game.scenario.Scenario).
+MEMORY_LIMIT = 4000
+NOTE_LIMIT = 1000
 
 
 def is_story(data: Any) -> bool:
@@ -21,7 +24,7 @@ def story_scenario(
     data: dict[str, Any], path: Path, report: Report, player_name: str
 ) -> dict[str, Any]:
     """Scenario data: the prompt (and the story's actions) as the intro, memory and author's
-    note in the system prompt, world info as lore."""
+    note as the scenario's, world info as lore."""
     names = {"char": "the narrator", "user": player_name}
     title = short(text_of(data.get("title")) or path.stem, 200)
     scenario: dict[str, Any] = {
@@ -32,14 +35,25 @@ def story_scenario(
     }
     memory = clean(data.get("memory"), "memory", report, limit=15_000, names=names)
     note = clean(data.get("authorsnote"), "authorsnote", report, limit=4000, names=names)
-    lead = memory or (
+    lead = (
         f"This is an interactive story: {title}. Continue it from where it stands, in the "
         f"same style; the player is {player_name}."
     )
-    report.map("memory -> system_prompt" if memory else "memory: empty; a plain lead is written")
-    if note:
+    # Lite's memory and author's note are the game's own (memory pinned at the top of the
+    # context, the note a little before the end); text too long for those fields goes into
+    # the system prompt instead.
+    if len(memory) > MEMORY_LIMIT:
+        lead = memory
+        report.map(f"memory -> system_prompt (longer than the {MEMORY_LIMIT} a memory may have)")
+    elif memory:
+        scenario["memory"] = memory
+        report.map("memory -> memory (pinned after the system prompt)")
+    if len(note) > NOTE_LIMIT:
         lead += f"\n\nAuthor's note: {note}"
-        report.drop("authorsnote: put at the end of the system prompt (no depth insertion here)")
+        report.drop(f"authorsnote: longer than {NOTE_LIMIT} characters, put in the system prompt")
+    elif note:
+        scenario["authors_note"] = note
+        report.map("authorsnote -> authors_note (placed before each action)")
     scenario["system_prompt"] = lead
     story = text_of(data.get("prompt"))
     actions = data.get("actions")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from game.controller import GameController, TurnOutcome
+from game.summarizer import BackgroundOutcome
 
 
 class GameReady(Message):
@@ -76,3 +77,17 @@ class StoryChanged(Message):
         super().__init__()
         self.note = note
         self.action = action
+
+
+class BackgroundStarted(Message):
+    """The model began writing the story so far while the player reads."""
+
+
+class BackgroundDone(Message):
+    """Background work ended: ``outcome`` is what it did (None when there was nothing to do or
+    the game was busy), ``error`` one line when it failed unexpectedly."""
+
+    def __init__(self, outcome: BackgroundOutcome | None, error: str | None = None) -> None:
+        super().__init__()
+        self.outcome = outcome
+        self.error = error

@@ -28,8 +28,11 @@ from game.prompt import UnknownFormatError
 from game.runtime import format_status
 from game.saves import SaveError, SaveExistsError, SaveNameError
 from game.session import SessionError
+from game.tui.background import BackgroundWork
 from game.tui.batching import TextBatcher
+from game.tui.context_view import ContextReport, ContextScreen
 from game.tui.dialogs import SaveNameScreen
+from game.tui.memory import MemoryScreen
 from game.tui.messages import (
     GameFailed,
     GameReady,
@@ -51,7 +54,7 @@ START_ERRORS = (*GAME_ERRORS, ConfigError, UnknownFormatError)
 WAIT = "Wait for the reply to finish (Escape stops it)."
 
 
-class PlayScreen(Screen[None]):
+class PlayScreen(BackgroundWork, Screen[None]):
     """Plays one game, built in a worker by ``build`` (which may load a model).
 
     Args:
@@ -77,6 +80,8 @@ class PlayScreen(Screen[None]):
         Binding("ctrl+s", "save", "Save", priority=True, id="play.save"),
         Binding("ctrl+o", "load", "Load", priority=True, id="play.load"),
         Binding("ctrl+n", "new_game", "New game", priority=True, id="play.new_game"),
+        Binding("f6", "memory", "Memory", id="play.memory"),
+        Binding("f7", "context", "Context", id="play.context"),
     ]
 
     busy: reactive[bool] = reactive(True)
@@ -130,6 +135,9 @@ class PlayScreen(Screen[None]):
     def watch_busy(self, busy: bool) -> None:
         if not busy:
             self.query_one(StatusLine).activity = ""
+            # Idle: the model may write the story so far while the player reads (unless
+            # something made the screen busy again meanwhile: start_background checks).
+            self.call_later(self.start_background)
 
     # -- workers (threads: they post messages, never touch widgets) -----------------------------
 
@@ -423,6 +431,33 @@ class PlayScreen(Screen[None]):
         # A reply being written is stopped and saved as written when the game closes.
         self.post_message(self.NewGameWanted())
 
+    def action_memory(self) -> None:
+        """Edit the memory, the author's note and the story so far."""
+        game = self.game
+        if game is None:
+            self.notify("The game is still loading.", severity="warning")
+            return
+
+        def closed(changed: bool | None) -> None:
+            if changed and self.game is game:
+                self._show_notices()
+                self._update_status()
+                self.notify("Memory saved: the next turn reads it.")
+                self.start_background()
+
+        self.app.push_screen(MemoryScreen(game), closed)
+
+    def action_context(self) -> None:
+        """Show what the model reads next turn."""
+        game = self._ready()
+        if game is None:
+            return
+        action = self.query_one(ActionInput).value.strip()
+        if action:
+            action = resolve_action(action, game.session.choices) or action
+        report = ContextReport.of(game.session, action or None, writing=game.background_running)
+        self.app.push_screen(ContextScreen(report))
+
     def commands(self) -> Iterable[SystemCommand]:
         """This screen's commands for the command palette."""
         yield SystemCommand("Retry", "Write the last reply again", self.action_retry)
@@ -432,6 +467,14 @@ class PlayScreen(Screen[None]):
             "Edit last action", "Take back the last turn to edit it", self.action_edit
         )
         yield SystemCommand("Save", "Save the game under a name", self.action_save)
+        yield SystemCommand(
+            "Memory",
+            "Edit the memory, the author's note and the story so far (F6)",
+            self.action_memory,
+        )
+        yield SystemCommand(
+            "Context", "What the model reads next turn, part by part (F7)", self.action_context
+        )
         yield SystemCommand("New game", "Back to the scenarios", self.action_new_game)
 
     # -- rendering --------------------------------------------------------------------------------

@@ -134,8 +134,9 @@ class ActionInput(Input):
 
 
 class StatusLine(Widget):
-    """What the game is doing now (first, so a narrow window keeps it), then the model and
-    its prompt format, context use, the speed of the last reply, and whether it is saved."""
+    """What the game is doing now (first, so a narrow window keeps it), what the model does
+    while the player reads (the story so far), then the model and its prompt format, context
+    use, the speed of the last reply, and whether it is saved."""
 
     DEFAULT_CSS = """
     StatusLine {
@@ -147,6 +148,7 @@ class StatusLine(Widget):
     """
 
     activity: reactive[str] = reactive("")
+    memory: reactive[str] = reactive("")
     model: reactive[str] = reactive("")
     context: reactive[str] = reactive("")
     speed: reactive[str] = reactive("")
@@ -154,11 +156,12 @@ class StatusLine(Widget):
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        if self.activity:
-            text.append(self.activity, style="bold")
+        doing = [part for part in (self.activity, self.memory) if part]
+        if doing:
+            text.append(" · ".join(doing), style="bold")
         facts = [fact for fact in (self.model, self.context, self.speed, self.saved) if fact]
         if facts:
-            if self.activity:
+            if doing:
                 text.append(" · ")
             text.append(" · ".join(facts))
         return text
