@@ -7,8 +7,10 @@ scenario before anything uses it (see :func:`game.saves.load`):
   64 levels, integers of at most 100 digits), lone surrogates (``\\ud800``) replaced by U+FFFD;
 - the turns alternate ``user``, ``model``, ... and end with a model turn (so they cannot be
   saved back scrambled), and so do the undone turns;
-- role markers of every prompt format in any turn are neutralised exactly as a player's typed
-  text is (:func:`game.prompt.neutralize`), so a shared save cannot forge turns;
+- role markers of every prompt format in any turn, and in the memory, the author's note and the
+  story-so-far summaries, are neutralised exactly as a player's typed text is
+  (:func:`game.prompt.neutralize`), so a shared save cannot forge turns; the memory's length
+  limits count a neutralised marker as written (:func:`written_length`);
 - the prompt format is a known one, checked here, before any model loads.
 
 It also makes file names from save names (Unicode letters kept), and records the identity of a
@@ -97,6 +99,21 @@ def neutralize_all(text: str) -> str:
     for fmt in FORMATS.values():
         text = neutralize(text, fmt)
     return text
+
+
+# Each role marker of every format, and the form :func:`neutralize_all` breaks it into.
+_BROKEN_MARKERS = tuple(
+    (neutralize_all(marker), marker) for fmt in FORMATS.values() for marker in fmt.markers
+)
+
+
+def written_length(text: str) -> int:
+    """Characters of ``text`` as its writer wrote it: the break :func:`neutralize_all` put
+    into each role marker is not counted. A text at its length limit that held a marker is
+    longer once loaded (neutralised); measured this way it still fits when saved again."""
+    for broken, marker in _BROKEN_MARKERS:
+        text = text.replace(broken, marker)
+    return len(text)
 
 
 def format_problem(name: str) -> str | None:

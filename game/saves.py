@@ -27,9 +27,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
 
 from game.boundary import BoundaryError
 from game.choices import parse_reply
@@ -43,6 +50,7 @@ from game.savecheck import (
     read_save_document,
     safe_filename,
     turn_order_problem,
+    written_length,
 )
 from game.scenario import Sampling, Scenario
 from game.session import ChoiceMode, Session
@@ -154,23 +162,43 @@ class SavedTurn(BaseModel):
     window_start: int | None = Field(None, ge=0)
 
 
+def _within(limit: int) -> Callable[[str], str]:
+    """A check that a memory text has at most ``limit`` characters as its writer wrote them
+    (see :func:`written_length`): the player may type a role marker into a memory at its
+    limit; loaded, the marker is neutralised and one character longer, and the game must still
+    save it."""
+
+    def check(text: str) -> str:
+        length = written_length(text)
+        if length > limit:
+            raise ValueError(f"{length} characters; a save holds at most {limit}")
+        return text
+
+    return check
+
+
+# The memory block is read strictly: a hand-edited save whose types are wrong is refused (one
+# line naming the field) instead of quietly read as something else ("no" is not True).
+_MEMORY_CONFIG = ConfigDict(extra="forbid", strict=True)
+
+
 class SavedSummary(BaseModel):
     """A story-so-far summary of the first ``through`` exchanges (0: the player's own, written
     before any turn left the window; the first summary the model writes starts from it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _MEMORY_CONFIG
 
     through: int = Field(ge=0)
-    text: str = Field(min_length=1, max_length=MEMORY_LIMITS["summary"])
+    text: Annotated[str, Field(min_length=1), AfterValidator(_within(MEMORY_LIMITS["summary"]))]
 
 
 class SavedMemory(BaseModel):
     """What the story remembers beyond the window (see :mod:`game.memory`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _MEMORY_CONFIG
 
-    memory: str = Field("", max_length=MEMORY_LIMITS["memory"])
-    note: str = Field("", max_length=MEMORY_LIMITS["note"])
+    memory: Annotated[str, AfterValidator(_within(MEMORY_LIMITS["memory"]))] = ""
+    note: Annotated[str, AfterValidator(_within(MEMORY_LIMITS["note"]))] = ""
     summaries: list[SavedSummary] = Field(default_factory=list, max_length=MAX_SUMMARIES)
     auto_summary: bool = True
 
