@@ -13,6 +13,15 @@ Guarantees:
 - Writers in several processes take a lock on the folder, so they never interleave.
 - A file that cannot be read gives one line naming the file and what is wrong; it is never
   modified or deleted, and it never stops the other saves from listing.
+- The memory block (schema 2) is read strictly: JSON types as written (``"no"`` is not a
+  boolean, ``"3"`` not a number of turns), texts within the controller's limits, counted as the
+  player wrote them (a role marker neutralised on load is a character longer, and the game
+  must still save what it loaded), summaries covering ever more exchanges and none beyond the
+  save's (undone ones included). Role markers are neutralised as in the turns; lone surrogates
+  become U+FFFD at the boundary; control characters stay text, as in the turns (every front
+  end shows them escaped).
+- A version-1 save is upgraded by ``MIGRATIONS[1]`` when loaded; the file itself is kept as
+  ``NAME.schema-1.json.bak`` the first time the game writes it in version 2.
 """
 
 from __future__ import annotations
