@@ -8,6 +8,7 @@ import time
 
 from textual.widgets import DataTable, Switch, TextArea
 
+from game.saves import load
 from game.tui.background import WRITING
 from game.tui.context_view import ContextScreen
 from game.tui.memory import MemoryScreen
@@ -15,7 +16,7 @@ from game.tui.play import PlayScreen
 from game.tui.widgets import StatusLine
 from tests.test_memory import SUMMARY
 from tests.test_tui import settle
-from tests.test_tui_flows import app_for, notes, wait_until
+from tests.test_tui_flows import app_for, notes, saves_folder, wait_until
 
 SIZE = (110, 36)
 # With the long replies below, the window slides after a few turns.
@@ -60,6 +61,32 @@ async def play_until_slide(pilot, limit: int = 30) -> None:
             return
         await pilot.press("1")
         await settle(pilot)
+    raise AssertionError("the window never slid")
+
+
+def slow_summaries(box: list, slow: dict | None = None) -> object:
+    """Replies: a turn at once, a summary slowly (10 s) while ``slow["on"]``; ``box`` gets the
+    list of backends the app made."""
+
+    def replies(prompt: str) -> str:
+        summary = "Write the new story so far." in prompt
+        on = slow is None or slow["on"]
+        box[0][0].token_delay_s = 0.05 if summary and on else 0.0
+        return f"{SUMMARY} {FILLER}" if summary else reply_or_summary(prompt)
+
+    return replies
+
+
+async def play_to_first_slide(pilot, limit: int = 30) -> None:
+    """Pick the first choice until a turn slides the window; back as soon as it is done (the
+    summary after it is being written)."""
+    screen = pilot.app.screen
+    for _ in range(limit):
+        if screen.session.window_start > 0:
+            return
+        await pilot.press("1")
+        await wait_until(pilot, lambda: not screen.busy)
+        assert screen.session.turn > 1, notes(pilot.app)
     raise AssertionError("the window never slid")
 
 
@@ -187,6 +214,7 @@ async def test_the_context_view_lists_the_parts_of_the_next_prompt_with_their_to
         ]
         assert [row[0] for row in rows][:3] == ["system", "summary", "exchange"]
         assert rows[-2][0] == "action" and rows[-2][3] == "Open the door."
+        assert rows[1][3].startswith(SUMMARY[:40])  # its text, not the header
         assert rows[-1][1:3] == ["total", str(sum(part.tokens for part in expected))]
         facts = str(screen.query_one("#context-facts").render())
         left = session.window_start
@@ -201,23 +229,14 @@ async def test_the_context_view_lists_the_parts_of_the_next_prompt_with_their_to
 
 async def test_acting_while_the_story_so_far_is_written_plays_the_turn_at_once():
     slow = {"on": True}
-    made: list = []
-
-    def replies(prompt: str) -> str:
-        # A summary is written slowly (seconds), a turn at once.
-        summary = "Write the new story so far." in prompt
-        made[0].token_delay_s = 0.05 if summary and slow["on"] else 0.0
-        return f"{SUMMARY} {FILLER}" if summary else reply_or_summary(prompt)
-
-    app, backends = app_for(SMALL, replies=replies)
-    made = backends
+    box: list = []
+    app, made = app_for(SMALL, replies=slow_summaries(box, slow))
+    box.append(made)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         screen = app.screen
         session = screen.session
-        while session.window_start == 0:
-            await pilot.press("1")
-            await wait_until(pilot, lambda: not screen.busy)
+        await play_to_first_slide(pilot)
         await wait_until(pilot, lambda: WRITING in status_text(app))
         assert screen.game.background_running
         turns, started = session.turn, time.monotonic()
@@ -234,3 +253,41 @@ async def test_acting_while_the_story_so_far_is_written_plays_the_turn_at_once()
         await pilot.press("1")
         await settle(pilot)
         assert SUMMARY in prompts(made[0])[-1]
+
+
+async def test_quitting_while_the_story_so_far_is_written_does_not_wait_for_it():
+    box: list = []
+    app, made = app_for([*SMALL, "--name", "quit-now"], replies=slow_summaries(box))
+    box.append(made)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await play_to_first_slide(pilot)
+        await wait_until(pilot, lambda: WRITING in status_text(app))
+        turns = screen.session.turn
+        started = time.monotonic()
+        await pilot.press("ctrl+q")
+    assert time.monotonic() - started < 3
+    assert load(saves_folder() / "quit-now.json").turn_count == turns
+
+
+async def test_saving_the_memory_while_a_reply_is_written_is_refused_in_one_line():
+    app, _ = app_for(["play"], replies=("word " * 2000,), token_delay_s=0.005)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, PlayScreen) and app.screen.busy)
+        play = app.screen
+        screen = await open_memory(pilot)
+        type_into(screen, "note", "Keep it eerie.")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: any(n.startswith("Not saved") for n in notes(app)))
+        assert [n for n in notes(app) if n.startswith("Not saved")] == [
+            "Not saved: A reply is being written: wait for it, or stop it first."
+        ]
+        assert app.screen is screen and screen.query_one("#note", TextArea).text == (
+            "Keep it eerie."
+        )
+        await pilot.press("escape")  # closes the screen; the next Escape stops the reply
+        await pilot.pause()
+        await pilot.press("escape")
+        await settle(pilot)
+        assert play.session.memory.note != "Keep it eerie."

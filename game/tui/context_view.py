@@ -22,8 +22,14 @@ from game.session import PromptPart, Session
 PREVIEW_CHARS = 60
 
 
-def preview(text: str, width: int = PREVIEW_CHARS) -> str:
-    """The start of ``text`` on one line."""
+def preview(part: PromptPart, width: int = PREVIEW_CHARS) -> str:
+    """The start of the part's own text on one line (a turn as its action; the memory and the
+    story so far without the header every one of them starts with)."""
+    text = part.text
+    if part.kind in ("memory", "summary") and "\n" in text:
+        text = text.split("\n", 1)[1]
+    elif part.kind == "exchange":
+        text = f"> {text}"
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -139,7 +145,7 @@ class ContextScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         table.add_columns("part", "what", "tokens", "starts with")
         for part in self.report.parts:
-            table.add_row(part.kind, part.label, _count(part.tokens), preview(part.text))
+            table.add_row(part.kind, part.label, _count(part.tokens), preview(part))
         table.add_row("", "total", _count(self.report.total), "")
         table.focus()
 

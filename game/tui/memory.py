@@ -77,6 +77,7 @@ class MemoryScreen(ModalScreen[bool]):
         background: $surface;
     }
     MemoryScreen Label {
+        width: 1fr;
         margin-top: 1;
     }
     MemoryScreen TextArea {
@@ -93,6 +94,7 @@ class MemoryScreen(ModalScreen[bool]):
         margin-top: 1;
     }
     MemoryScreen #auto-row Label {
+        width: 1fr;
         margin: 1 0 0 1;
     }
     MemoryScreen #memory-keys {
@@ -128,7 +130,7 @@ class MemoryScreen(ModalScreen[bool]):
         with VerticalScroll(id="memory-dialog"):
             yield Label(
                 "Memory (plot essentials: names, places, facts the story must not forget; "
-                "read every turn, right after the system prompt):"
+                "read every turn):"
             )
             yield TextArea(kept.memory, id="memory", soft_wrap=True, show_line_numbers=False)
             yield Label("Author's note (style, tone, what to stress; just before your action):")

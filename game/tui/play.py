@@ -30,9 +30,7 @@ from game.saves import SaveError, SaveExistsError, SaveNameError
 from game.session import SessionError
 from game.tui.background import BackgroundWork
 from game.tui.batching import TextBatcher
-from game.tui.context_view import ContextReport, ContextScreen
 from game.tui.dialogs import SaveNameScreen
-from game.tui.memory import MemoryScreen
 from game.tui.messages import (
     GameFailed,
     GameReady,
@@ -430,33 +428,6 @@ class PlayScreen(BackgroundWork, Screen[None]):
     def action_new_game(self) -> None:
         # A reply being written is stopped and saved as written when the game closes.
         self.post_message(self.NewGameWanted())
-
-    def action_memory(self) -> None:
-        """Edit the memory, the author's note and the story so far."""
-        game = self.game
-        if game is None:
-            self.notify("The game is still loading.", severity="warning")
-            return
-
-        def closed(changed: bool | None) -> None:
-            if changed and self.game is game:
-                self._show_notices()
-                self._update_status()
-                self.notify("Memory saved: the next turn reads it.")
-                self.start_background()
-
-        self.app.push_screen(MemoryScreen(game), closed)
-
-    def action_context(self) -> None:
-        """Show what the model reads next turn."""
-        game = self._ready()
-        if game is None:
-            return
-        action = self.query_one(ActionInput).value.strip()
-        if action:
-            action = resolve_action(action, game.session.choices) or action
-        report = ContextReport.of(game.session, action or None, writing=game.background_running)
-        self.app.push_screen(ContextScreen(report))
 
     def commands(self) -> Iterable[SystemCommand]:
         """This screen's commands for the command palette."""
