@@ -115,6 +115,13 @@ class ScriptedBackend:
         """Forget the cached prompt, as a freshly loaded model would."""
         self._cache = []
 
+    def _begin(self, segments: Sequence[Sequence[int]]) -> tuple[float, list[int]]:
+        """When a call starts, and its prompt; a closed model fails as a real one does."""
+        started = time.perf_counter()
+        if self.closed:
+            raise BackendError(f"the model {self.name} was closed")
+        return started, [token for segment in segments for token in segment]
+
     def _reply_for(self, prompt: list[int]) -> str:
         if callable(self.replies):
             return self.replies(self.detokenize(prompt))
@@ -128,10 +135,7 @@ class ScriptedBackend:
         on_token: TokenCallback,
         on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
-        started = time.perf_counter()
-        if self.closed:
-            raise BackendError(f"the model {self.name} was closed")
-        prompt = [token for segment in segments for token in segment]
+        started, prompt = self._begin(segments)
         if len(prompt) + request.max_tokens > self.n_ctx:
             raise BackendError(
                 f"prompt of {len(prompt)} tokens + {request.max_tokens} for the reply "
@@ -223,10 +227,7 @@ class ScriptedBackend:
         on_progress: ProgressCallback | None = None,
     ) -> GenerationStats:
         """Answer a prompt that is not the game's (a summary) without touching the cache."""
-        started = time.perf_counter()
-        if self.closed:
-            raise BackendError(f"the model {self.name} was closed")
-        prompt = [token for segment in segments for token in segment]
+        started, prompt = self._begin(segments)
         reply = self._reply_for(prompt)
         self.calls.append(
             RecordedCall(prompt, len(prompt), reply, None, request.max_tokens, kind="aside")
@@ -247,10 +248,7 @@ class ScriptedBackend:
         self, segments: Sequence[Sequence[int]], on_progress: ProgressCallback | None = None
     ) -> GenerationStats:
         """Make the pretend cache hold the prompt, evaluating in place what changed."""
-        started = time.perf_counter()
-        if self.closed:
-            raise BackendError(f"the model {self.name} was closed")
-        prompt = [token for segment in segments for token in segment]
+        started, prompt = self._begin(segments)
         common, inserted = self._plan(prompt, kvcache.segment_starts(segments), whole=True)
         evaluated = len(prompt) - common + inserted
         self.calls.append(
